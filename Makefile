@@ -1,0 +1,35 @@
+# Two commands: `make demo` and `make test`. Both build (or reuse) .venv.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# The CPU wheel of torch is on local disk on our machines; an unpinned torch
+# would pull a multi-GB CUDA build, so torch is installed first, pinned.
+TORCH_SPEC ?= torch==2.13.0
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export MPLBACKEND := Agg
+
+.PHONY: demo test venv clean
+
+$(VENV)/.core: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.full: $(VENV)/.core
+	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q -e ".[measure,test]"
+	touch $@
+
+venv: $(VENV)/.full
+
+demo: $(VENV)/.core
+	$(VENV)/bin/capgap demo
+
+test: $(VENV)/.full
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,5 @@
+import sys
+
+from capgap.cli import main
+
+sys.exit(main())

@@ -1,0 +1,47 @@
+"""The `capgap` command. Thin: each verb parses flags, makes one library call, formats.
+
+Bad input (capgap.InputError) prints one line on stderr and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import warnings
+
+from capgap.errors import InputError
+
+# Each module under capgap/commands/ adds one verb with register(subparsers).
+COMMAND_MODULES = ["runs"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, as for all bad input
+        self.exit(2, f"capgap: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="capgap", description="How large should the teacher be? "
+                     "Fit and apply the law of capacity gap for distilling language models.")
+    subparsers = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"capgap.commands.{name}").register(subparsers)
+    return parser
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    print(f"capgap: warning: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
+    try:
+        return int(args.func(args) or 0)
+    except InputError as exc:
+        print(f"capgap: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("capgap: interrupted", file=sys.stderr)
+        return 130

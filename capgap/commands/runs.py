@@ -1,0 +1,77 @@
+"""`capgap runs validate|show|export`: look at run files."""
+
+from __future__ import annotations
+
+import argparse
+
+from capgap.store import RunStore, load_runs, records_frame, write_csv_runs
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    runs = subparsers.add_parser("runs", help="validate, show and export run files (.jsonl stores, .csv tables)")
+    verbs = runs.add_subparsers(dest="runs_verb", required=True, metavar="ACTION")
+
+    validate = verbs.add_parser("validate", help="check run files; one summary line per valid file")
+    validate.add_argument("files", nargs="+", metavar="FILE")
+    validate.set_defaults(func=validate_command)
+
+    show = verbs.add_parser("show", help="print a run file as a table")
+    show.add_argument("file", metavar="FILE")
+    show.add_argument("--metric", action="append", help="metric column(s) to show (default: all)")
+    show.set_defaults(func=show_command)
+
+    export = verbs.add_parser("export", help="write runs as CSV in the import format")
+    export.add_argument("file", metavar="FILE")
+    export.add_argument("--csv", required=True, metavar="OUT")
+    export.set_defaults(func=export_command)
+
+    imp = verbs.add_parser("import", help="append a CSV run table to a .jsonl run store")
+    imp.add_argument("csv", metavar="CSV")
+    imp.add_argument("--store", required=True, metavar="STORE.jsonl")
+    imp.set_defaults(func=import_command)
+
+
+def summary_line(path: str) -> str:
+    records = load_runs([path], strict=True)
+    students = sorted({r.student_params for r in records})
+    teachers = sorted({r.teacher_params for r in records})
+    metrics = sorted({m for r in records for m in r.metrics})
+    families = sorted({r.family for r in records})
+    from capgap.sizes import format_size
+
+    return (f"{path}: ok, {len(records)} runs; families {', '.join(families)}; "
+            f"{len(students)} student sizes ({format_size(students[0])}-{format_size(students[-1])}), "
+            f"{len(teachers)} teacher sizes ({format_size(teachers[0])}-{format_size(teachers[-1])}); "
+            f"metrics {', '.join(metrics)}")
+
+
+def validate_command(args: argparse.Namespace) -> int:
+    lines = [summary_line(path) for path in args.files]  # all valid, or the first error
+    print("\n".join(lines))
+    return 0
+
+
+def show_command(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    records = load_runs([args.file])
+    frame = records_frame(records)
+    metrics = args.metric or sorted({m for r in records for m in r.metrics})
+    columns = ["run_id", "family", "student_params", "teacher_params", "tokens", "student_init"] + metrics
+    frame = frame[[c for c in columns if c in frame.columns]].sort_values(["family", "student_params", "teacher_params"])
+    with pd.option_context("display.max_rows", None, "display.width", 200, "display.float_format", "{:.4g}".format):
+        print(frame.to_string(index=False))
+    return 0
+
+
+def export_command(args: argparse.Namespace) -> int:
+    records = load_runs([args.file])
+    write_csv_runs(records, args.csv)
+    print(f"wrote {len(records)} runs to {args.csv}")
+    return 0
+
+
+def import_command(args: argparse.Namespace) -> int:
+    added = RunStore(args.store).import_csv(args.csv)
+    print(f"added {added} new runs to {args.store}")
+    return 0

@@ -1,0 +1,132 @@
+"""Run records: one distillation run, its configuration and what it measured.
+
+Units: sizes are parameter counts (int), tokens are distillation tokens (int),
+losses are nats per token, compute is FLOPs (float).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+
+from capgap.errors import InputError
+
+Direction = Literal["lower", "higher"]
+
+# Suffix -> direction. Loss and perplexity fall as quality rises; accuracy rises.
+_DIRECTION_BY_SUFFIX: dict[str, Direction] = {
+    "loss": "lower", "ppl": "lower", "perplexity": "lower", "bpb": "lower", "bpc": "lower",
+    "acc": "higher", "accuracy": "higher", "em": "higher", "f1": "higher", "score": "higher",
+    "pass1": "higher",
+}
+
+# Fields of the configuration that identify a run (the run id hashes them).
+CONFIG_FIELDS = ("family", "student_params", "teacher_params", "tokens", "student_init",
+                 "alpha", "temperature", "seed", "source")
+
+
+def metric_direction(name: str) -> Direction | None:
+    """'lower' or 'higher' is better for a known metric name, None when unknown.
+
+    Known by suffix: ``*_loss``, ``*_ppl`` lower; ``*_acc`` higher (and a few
+    others: perplexity, bpb, accuracy, em, f1).
+    """
+    key = name.lower().rsplit("_", 1)[-1]
+    return _DIRECTION_BY_SUFFIX.get(key)
+
+
+def run_id_for(config: dict[str, Any]) -> str:
+    """A stable id from a run's configuration: 16 hex digits of its SHA-256."""
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+class RunRecord(BaseModel):
+    """One distillation run (immutable once made)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    run_id: str = ""
+    family: str = "unknown"
+    student_params: PositiveInt
+    teacher_params: PositiveInt
+    student_params_nonembed: PositiveInt | None = None
+    teacher_params_nonembed: PositiveInt | None = None
+    tokens: PositiveInt | None = None
+    student_init: str = "unknown"  # pruned | scratch | other
+    alpha: float | None = None  # weight of CE(data); 1 - alpha weighs the KD term
+    temperature: float | None = None
+    seed: int | None = None
+    metrics: dict[str, float]
+    teacher_loss: float | None = None  # teacher's held-out loss, nats/token
+    flops: float | None = None
+    source: str = "user"  # who measured it: capgap, a paper, a user
+    created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("student_params", "teacher_params", "student_params_nonembed",
+                     "teacher_params_nonembed", "tokens", mode="before")
+    @classmethod
+    def _integral(cls, value: Any) -> Any:
+        # Accept 1.3e9 written as a float, refuse 1.5 parameters.
+        if isinstance(value, float):
+            if not math.isfinite(value) or value != int(value):
+                raise ValueError(f"must be a whole positive number, got {value!r}")
+            return int(value)
+        return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _finite_metrics(cls, metrics: dict[str, float]) -> dict[str, float]:
+        if not metrics:
+            raise ValueError("a run needs at least one metric (e.g. eval_loss)")
+        for name, value in metrics.items():
+            if not math.isfinite(value):
+                raise ValueError(f"metric {name} is {value}; metrics must be finite")
+            if name in RunRecord.model_fields:
+                raise ValueError(f"metric name {name!r} clashes with a record field")
+        return metrics
+
+    @field_validator("teacher_loss", "flops", "alpha", "temperature")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"must be finite, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _derive_run_id(self) -> "RunRecord":
+        if not self.run_id:
+            object.__setattr__(self, "run_id", run_id_for(self.config()))
+        return self
+
+    def config(self) -> dict[str, Any]:
+        """The fields that identify the run (what the run id hashes)."""
+        return {name: getattr(self, name) for name in CONFIG_FIELDS}
+
+    def metric(self, name: str) -> float | None:
+        return self.metrics.get(name)
+
+    def size(self, which: Literal["student", "teacher"], measure: str = "total") -> int | None:
+        """The student's or teacher's size by measure: 'total' or 'nonembed'."""
+        if measure == "nonembed":
+            return getattr(self, f"{which}_params_nonembed")
+        return getattr(self, f"{which}_params")
+
+
+def record_from_dict(data: dict[str, Any], *, where: str) -> RunRecord:
+    """Validate a dict into a RunRecord, turning errors into one InputError line."""
+    from pydantic import ValidationError
+
+    try:
+        return RunRecord.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "record"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise InputError(f"{field}: {first['msg']}{more}", where=where) from None
