@@ -72,8 +72,9 @@ class RunStore:
                 finally:
                     os.close(fd)
                 return len(lines)
-        except PermissionError:
-            raise InputError("run store is not writable; choose a path you can write", where=str(self.path)) from None
+        except OSError as exc:  # permission, a file where a folder should be, a full disk
+            raise InputError(f"run store is not writable ({exc.strerror or exc}); choose a path you can write",
+                             where=str(self.path)) from None
 
     def _ends_with_newline(self) -> bool:
         with open(self.path, "rb") as handle:
