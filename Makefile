@@ -9,6 +9,8 @@ TORCH_SPEC ?= torch==2.13.0
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
+# The fits are many small problems: BLAS threads only contend for the cores.
+export OPENBLAS_NUM_THREADS := 1
 
 .PHONY: demo test venv clean
 

