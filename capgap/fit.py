@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.optimize import OptimizeResult, minimize
+
+if TYPE_CHECKING:
+    from scipy.optimize import OptimizeResult
 
 HUBER_DELTA = 1e-3  # on log residuals: near-L2 for good points, L1 for outliers
 
@@ -31,11 +34,16 @@ def grid_starts(axes: Mapping[str, Sequence[float]]) -> list[np.ndarray]:
 
 def minimize_multistart(objective: Callable[[np.ndarray], float], starts: Sequence[np.ndarray],
                         bounds: Sequence[tuple[float | None, float | None]] | None = None,
-                        maxiter: int = 2000) -> OptimizeResult:
-    """L-BFGS-B from every start; the result with the lowest objective wins."""
+                        maxiter: int = 2000, jac: bool = False) -> OptimizeResult:
+    """L-BFGS-B from every start; the result with the lowest objective wins.
+
+    ``jac=True``: the objective returns (value, gradient), as scipy's minimize takes it.
+    """
+    from scipy.optimize import minimize  # only fitting needs scipy: `capgap recommend` starts without it
+
     best: OptimizeResult | None = None
     for start in starts:
-        result = minimize(objective, start, method="L-BFGS-B", bounds=bounds, options={"maxiter": maxiter})
+        result = minimize(objective, start, method="L-BFGS-B", jac=jac, bounds=bounds, options={"maxiter": maxiter})
         if np.isfinite(result.fun) and (best is None or result.fun < best.fun):
             best = result
     if best is None:

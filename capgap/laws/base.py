@@ -41,6 +41,7 @@ class StudentOptimum(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     family: str = "unknown"
+    student_init: str | None = None  # how the students were made (pruned, scratch), when known
     student_params: int
     tokens: int | None = None
     teacher_params: float  # the estimate, or the bound when censored
@@ -72,6 +73,19 @@ class LawFile(BaseModel):
     diagnostics: dict[str, Any] = Field(default_factory=dict)
 
 
+class FitOptions(BaseModel):
+    """How to fit a law family from runs: shared by every family's module-level ``fit``."""
+
+    model_config = ConfigDict(frozen=True)
+    metric: str = "eval_loss"
+    direction: Literal["lower", "higher"] = "lower"
+    size_measure: SizeMeasure = "total"
+    family: str | None = None  # keep only runs of this model family (None: all)
+    bootstrap: int = 1000  # resamples over whole runs for intervals (0: no intervals)
+    seed: int = 0
+    level: float = 0.9
+
+
 @runtime_checkable
 class Law(Protocol):
     """The face every law family shows the recommender and the plots."""
@@ -101,10 +115,18 @@ def register_law(name: str) -> Callable[[type], type]:
     return decorate
 
 
+class UnfittedLawWarning(UserWarning):
+    """A law used that no runs stand behind (a published reading, e.g. the shipped default)."""
+
+
 def law_from_file(file: LawFile) -> Law:
-    _import_families()
+    _import_families(file.law)
     if file.law not in _LAW_CLASSES:
         raise InputError(f"law family {file.law!r} is unknown; accepted: {', '.join(sorted(_LAW_CLASSES))}")
+    if not file.fitted:
+        import warnings
+
+        warnings.warn(f"the {file.law} law in use is not fitted from runs: {file.provenance}", UnfittedLawWarning, stacklevel=3)
     return _LAW_CLASSES[file.law](file)
 
 
@@ -115,6 +137,8 @@ def load_law(path: str | Path) -> Law:
         raise InputError("law file not found; give a LAW.json written by `capgap fit --out`, or 'default'", where=str(path))
     try:
         file = LawFile.model_validate(json.loads(path.read_text()))
+    except (OSError, UnicodeDecodeError) as exc:  # unreadable: permissions, a binary file
+        raise InputError(f"cannot read the law file ({exc.__class__.__name__}); give a LAW.json written by `capgap fit --out`", where=str(path)) from None
     except json.JSONDecodeError as exc:
         raise InputError(f"not valid JSON ({exc.msg} at line {exc.lineno}); expected a law file from `capgap fit --out`", where=str(path)) from None
     except ValidationError as exc:
@@ -131,13 +155,20 @@ def save_law(law: Law, path: str | Path) -> None:
     tmp.replace(path)  # never a half-written law file
 
 
-def _import_families() -> None:
-    # Families register themselves on import; import them lazily to keep start-up fast.
+def _import_families(wanted: str | None = None) -> None:
+    # Families register themselves on import; import them lazily to keep start-up fast:
+    # only the wanted family's module when it has one, all of them otherwise.
     import importlib
     import pkgutil
 
     import capgap.laws as package
 
-    for module in pkgutil.iter_modules(package.__path__):
-        if module.name != "base":
-            importlib.import_module(f"capgap.laws.{module.name}")
+    names = [m.name for m in pkgutil.iter_modules(package.__path__) if m.name != "base"]
+    if wanted in _LAW_CLASSES:
+        return
+    if wanted in names:
+        importlib.import_module(f"capgap.laws.{wanted}")
+        if wanted in _LAW_CLASSES:
+            return
+    for name in names:
+        importlib.import_module(f"capgap.laws.{name}")

@@ -1,0 +1,70 @@
+"""Wall time of `capgap fit` with 1000 bootstrap resamples on 200 runs (target: under 5 s on 2 cores).
+
+Run: .venv/bin/python bench/fit_speed.py [--repeats 3]
+200 synthetic runs: 10 students (20M-2B) x 10 teachers x 2 seeds. Timed as
+the user runs it, a fresh `capgap fit` process each time (start-up included);
+the median of the repetitions (wall time, and the CPU time the process used,
+which a busy shared machine inflates less) is printed for each case:
+  auto, runs without teacher_loss   (auto compares ratio, power, linear)
+  auto, runs with teacher_loss      (auto also cross-validates the dsl law)
+  --law ratio / power / linear      (no model choice)
+"""
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from capgap.store import RunStore
+from capgap.synthetic import synthetic_runs
+
+STUDENTS = [int(s) for s in np.geomspace(2e7, 2e9, 10)]
+MULTIPLES = tuple(np.geomspace(1.2, 8.0, 10))
+
+
+def time_fit(path: Path, *flags: str, repeats: int) -> tuple[float, float]:
+    """Median wall and CPU seconds (user + system of the child) of one `capgap fit`."""
+    walls, cpus = [], []
+    for _ in range(repeats):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "capgap", "fit", str(path), "--bootstrap", "1000", *flags],
+                       check=True, capture_output=True)
+        walls.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        plain, with_loss = Path(tmp) / "plain.jsonl", Path(tmp) / "with_teacher_loss.jsonl"
+        for path, flag in ((plain, False), (with_loss, True)):
+            runs = synthetic_runs(students=STUDENTS, multiples=MULTIPLES, repeats=2, noise=0.005, seed=0,
+                                  with_teacher_loss=flag)
+            assert len(runs) == 200
+            RunStore(path).extend(runs)
+        cases = [("auto, runs without teacher_loss", plain, ()),
+                 ("auto, runs with teacher_loss (dsl compared)", with_loss, ()),
+                 ("--law ratio", plain, ("--law", "ratio")),
+                 ("--law power", plain, ("--law", "power")),
+                 ("--law linear", plain, ("--law", "linear"))]
+        print(f"capgap fit, 200 runs, 1000 bootstrap resamples; median of {args.repeats} fresh processes "
+              f"({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})")
+        for label, path, flags in cases:
+            wall, cpu = time_fit(path, *flags, repeats=args.repeats)
+            print(f"  {label:<45} wall {wall:6.2f} s   CPU {cpu:6.2f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

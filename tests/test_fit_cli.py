@@ -1,0 +1,160 @@
+"""`capgap fit`: report, --json document, --out file, and one-line exit-2 errors for bad input."""
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from capgap.cli import main
+from capgap.laws import load_law
+from capgap.store import RunStore, write_csv_runs
+from capgap.synthetic import synthetic_runs
+
+STUDENTS = [20_000_000, 45_000_000, 100_000_000, 220_000_000, 500_000_000]
+REQUIRED_KEYS = {"law", "coefficients", "intervals", "optima", "size_measure", "metric", "n_runs", "student_range",
+                 "provenance"}
+
+
+@pytest.fixture
+def store(tmp_path):
+    path = tmp_path / "runs.jsonl"
+    RunStore(path).extend(synthetic_runs(ratio=2.5, students=STUDENTS, noise=0.003, seed=1, with_teacher_loss=False))
+    return path
+
+
+def reported_ratio(out):
+    return float(re.search(r"^  r = ([0-9.]+)", out, re.MULTILINE).group(1))
+
+
+def run(capsys, *argv):
+    try:
+        code = main(["fit", *map(str, argv)])
+    except SystemExit as exc:  # argparse rejects bad flags by exiting
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_report_shows_optima_law_goodness_and_cv(capsys, store):
+    code, out, err = run(capsys, store, "--bootstrap", 100)
+    assert code == 0, err
+    assert "per-student optima (5, 0 censored)" in out
+    assert "law ratio: T* = r·S" in out and "90% interval [" in out
+    assert reported_ratio(out) == pytest.approx(2.5, rel=0.05)
+    assert "goodness of fit: RMSE of log T*" in out
+    assert "model choice (leave-one-student-size-out CV" in out and "ratio" in out
+    assert "dsl not compared" in out  # these runs carry no teacher_loss
+
+
+def test_json_document_has_the_issue_keys_and_matches_out(capsys, store, tmp_path):
+    out_path = tmp_path / "law.json"
+    code, out, _ = run(capsys, store, "--law", "power", "--bootstrap", 50, "--json", "--out", out_path)
+    assert code == 0
+    document = json.loads(out)
+    assert REQUIRED_KEYS <= set(document)
+    assert document == json.loads(out_path.read_text())
+    assert document["law"] == "power" and set(document["coefficients"]) == {"k", "p"}
+    assert set(document["intervals"]) == {"k", "p"} and all(len(v) == 2 for v in document["intervals"].values())
+    assert document["n_runs"] == 40 and document["student_range"] == [20_000_000, 500_000_000]
+    assert {"student_params", "teacher_params", "low", "high", "censored"} <= set(document["optima"][0])
+    assert load_law(out_path).optimal_teacher(1e8).low is not None
+
+
+def test_csv_input_and_flags(capsys, tmp_path):
+    runs = synthetic_runs(ratio=3.0, students=STUDENTS, metric="lambada_acc", noise=0.003, seed=2, with_teacher_loss=False)
+    path = tmp_path / "runs.csv"
+    write_csv_runs(runs, path)
+    code, out, err = run(capsys, path, "--metric", "lambada_acc", "--law", "ratio", "--size", "nonembed",
+                         "--family", "synthetic", "--bootstrap", 50, "--seed", 3, "--json")
+    assert code == 0, err
+    document = json.loads(out)
+    assert document["metric"] == "lambada_acc" and document["direction"] == "higher"
+    assert document["size_measure"] == "nonembed"
+    assert document["coefficients"]["r"] == pytest.approx(3.0, rel=0.08)
+
+
+def _renamed_store(tmp_path, metric, name):
+    runs = synthetic_runs(students=STUDENTS, metric=metric, noise=0.003, seed=2, with_teacher_loss=False)
+    path = tmp_path / f"{name}.jsonl"
+    RunStore(path).extend([r.model_copy(update={"metrics": {name: r.metrics[metric]}}) for r in runs])
+    return path
+
+
+def test_unknown_metric_direction_warns_and_is_taken_as_lower_is_better(capsys, tmp_path):
+    code, out, err = run(capsys, _renamed_store(tmp_path, "eval_loss", "xent"), "--law", "ratio", "--bootstrap", 0)
+    assert code == 0 and "capgap: warning: direction of metric 'xent' is unknown; taking lower" in err
+    assert "xent (lower is better)" in out and reported_ratio(out) == pytest.approx(2.5, rel=0.05)
+
+
+def test_higher_is_better_flag_sets_the_direction(capsys, tmp_path):
+    path = _renamed_store(tmp_path, "lambada_acc", "quality")
+    code, out, err = run(capsys, path, "--law", "ratio", "--bootstrap", 0, "--higher-is-better")
+    assert code == 0 and err == "" and "quality (higher is better)" in out
+    assert reported_ratio(out) == pytest.approx(2.5, rel=0.05)
+
+
+def one_line_error(capsys, *argv):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("capgap: error: ") and "Traceback" not in err
+    return lines[0]
+
+
+def test_missing_file(capsys, tmp_path):
+    assert "file not found" in one_line_error(capsys, tmp_path / "nope.jsonl")
+
+
+def test_absent_metric_names_the_metrics_present(capsys, store):
+    assert "metric 'wikitext2_ppl' is in none of the runs; metrics present: eval_loss" in one_line_error(
+        capsys, store, "--metric", "wikitext2_ppl")
+
+
+def test_too_few_teachers_says_needed_and_found(capsys, tmp_path):
+    path = tmp_path / "runs.jsonl"
+    RunStore(path).extend(synthetic_runs(students=STUDENTS, multiples=(2.0, 3.0), with_teacher_loss=False))
+    message = one_line_error(capsys, path)
+    assert "at least 3 distinct teacher sizes" in message and "most found was 2" in message
+
+
+def test_too_few_student_sizes_for_power(capsys, tmp_path):
+    path = tmp_path / "runs.jsonl"
+    RunStore(path).extend(synthetic_runs(students=[100_000_000], noise=0.001, with_teacher_loss=False))
+    assert "needs measured (uncensored) optima at 2 or more student sizes; found 1" in one_line_error(
+        capsys, path, "--law", "power")
+
+
+def test_unbracketed_ladder_says_which_way_to_extend(capsys, tmp_path):
+    path = tmp_path / "runs.jsonl"
+    RunStore(path).extend(synthetic_runs(ratio=2.0, students=STUDENTS, multiples=(4.0, 5.0, 6.0), noise=0.001,
+                                         with_teacher_loss=False))
+    message = one_line_error(capsys, path)
+    assert "does not bracket the optimum" in message and "add teachers below 80M" in message
+
+
+def test_unknown_law_and_bad_bootstrap(capsys, store):
+    assert "invalid choice: 'cubic'" in one_line_error(capsys, store, "--law", "cubic")
+    assert "bootstrap must be 0 or more" in one_line_error(capsys, store, "--bootstrap", -1)
+
+
+def test_command_runs_as_a_program(store):
+    result = subprocess.run([sys.executable, "-m", "capgap", "fit", str(store), "--law", "ratio", "--bootstrap", "20"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "law ratio" in result.stdout
+
+
+def test_report_marks_censored_optima_as_bounds_and_says_how_to_measure_them(capsys, tmp_path):
+    ladder = [30_000_000, 50_000_000, 80_000_000, 130_000_000, 200_000_000, 330_000_000, 550_000_000, 750_000_000,
+              1_000_000_000]
+    path = tmp_path / "runs.jsonl"
+    RunStore(path).extend(synthetic_runs(ratio=3.0, students=STUDENTS, teachers=ladder, noise=0.002, repeats=2, seed=8,
+                                         with_teacher_loss=False))
+    code, out, err = run(capsys, path, "--law", "ratio", "--bootstrap", 50)
+    assert code == 0, err
+    assert "per-student optima (5, 1 censored)" in out
+    assert ">= 1B (best teacher is the largest measured: censored)" in out
+    assert "1 best at the largest teacher: add teachers above 1B" in out
+    assert "1 of 1 censored bounds respected" in out
