@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from capgap.errors import InputError
@@ -59,6 +58,8 @@ KNOWN_LADDERS: dict[str, list[LadderModel]] = {
 
 def read_ladder_csv(path: str | Path) -> list[LadderModel]:
     """A CSV with columns name,params (params_nonembed, hf_name optional)."""
+    import pandas as pd  # only CSV ladders need it; keeps `capgap recommend` fast to start
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"ladder file not found; give pythia, gpt2, none or a CSV with name,params columns", where=str(path))

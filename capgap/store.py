@@ -164,6 +164,16 @@ def _cell_number(text: str, *, column: str, where: str) -> float:
     return value
 
 
+def read_csv_table(path: str | Path, *, expected: str) -> pd.DataFrame:
+    """A CSV as text cells (no NaN guessing), or one InputError line saying what was ``expected``."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise InputError(f"empty file; expected {expected}", where=str(path)) from None
+    except Exception as exc:  # pandas raises several types for unreadable CSV
+        raise InputError(f"cannot read as CSV ({exc.__class__.__name__}: {exc})", where=str(path)) from None
+
+
 def read_csv_runs(path: str | Path) -> list[RunRecord]:
     """Parse a CSV in the import format into records (all rows or an error).
 
@@ -173,12 +183,7 @@ def read_csv_runs(path: str | Path) -> list[RunRecord]:
     path = Path(path)
     if not path.is_file():
         raise InputError("file not found", where=str(path))
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise InputError("empty file; expected a header with student_params,teacher_params and a metric column", where=str(path)) from None
-    except Exception as exc:
-        raise InputError(f"cannot read as CSV ({exc.__class__.__name__}: {exc})", where=str(path)) from None
+    table = read_csv_table(path, expected="a header with student_params,teacher_params and a metric column")
     missing = [c for c in ("student_params", "teacher_params") if c not in table.columns]
     if missing:
         raise InputError(f"missing required column(s) {', '.join(missing)}; found: {', '.join(table.columns)}", where=str(path))
