@@ -1,0 +1,398 @@
+"""Figures: Pareto frontiers, a law against its runs, and the raw run grid.
+
+Every function returns a matplotlib Figure (tests inspect its artists) and
+saves it when given a path: PNG, SVG or PDF by the extension. Figures are
+built with ``matplotlib.figure.Figure``, not pyplot, so no GUI backend is
+touched (PNG goes through Agg) and nothing is kept alive by a global
+registry. matplotlib is imported inside the functions to keep the CLI's
+start-up fast.
+
+Artists carry a gid naming what they show ("point", "frontier", "measured",
+"optimum", "censored", "law", "band", "reference", "run"), so tests and
+users can find them.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from capgap.errors import InputError
+from capgap.laws.base import Law, StudentOptimum
+from capgap.pareto import ParetoResult
+from capgap.records import RunRecord, metric_direction
+from capgap.sizes import format_size
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+FIGURE_FORMATS = ("png", "svg", "pdf")
+REFERENCE_RATIO = 2.5  # T* = 2.5·S: the secondary sources' reading of the law of capacity gap
+MAX_BUBBLE_AREA = 900.0  # points², for the largest model of a Pareto figure
+_SIZE_WORD = {"total": "total parameters", "nonembed": "non-embedding parameters"}
+
+
+def figure_format(path: str | Path) -> str:
+    """'png', 'svg' or 'pdf' from a figure path; anything else is bad input."""
+    fmt = Path(path).suffix.lower().lstrip(".")
+    if fmt not in FIGURE_FORMATS:
+        raise InputError(f"figure format {fmt or '(none)'!r} is not supported; end --out with "
+                         f"{', '.join('.' + f for f in FIGURE_FORMATS)}", where=str(path))
+    if not Path(path).parent.resolve().is_dir():
+        raise InputError("the folder of the figure does not exist", where=str(path))
+    return fmt
+
+
+def save_figure(figure: Figure, path: str | Path) -> Path:
+    """Write the figure by its extension, whole or not at all (tmp file, then rename)."""
+    path = Path(path)
+    fmt = figure_format(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        figure.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"cannot write the figure ({exc.strerror or exc})", where=str(path)) from None
+    return path
+
+
+def _label_sizes(*axes) -> None:  # noqa: ANN002 (matplotlib Axis objects)
+    """Log axes of parameter counts read 100M, 1B rather than 10^8; minor ticks unlabelled."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    for axis in axes:
+        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FuncFormatter(lambda value, _: format_size(value)))
+        axis.set_minor_formatter(NullFormatter())
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _finish(figure: Figure, path: str | Path | None) -> Figure:
+    if path is not None:
+        save_figure(figure, path)
+    return figure
+
+
+# -- Pareto ------------------------------------------------------------------
+
+def pareto_figure(result: ParetoResult, path: str | Path | None = None) -> Figure:
+    """Compute (log axis) against performance: bubbles sized by model size where
+    known, names beside points, each group's frontier as a step line."""
+    if path is not None:
+        figure_format(path)  # refuse a bad --out before drawing
+    figure = _new_figure(9, 6)
+    ax = figure.add_subplot()
+    largest = max((p.size for p in result.points if p.size), default=None)
+    groups = list(dict.fromkeys(p.group for p in result.points))
+    frontiers = result.frontiers()
+    for index, group in enumerate(groups):
+        color = f"C{index}"
+        members = [p for p in result.points if p.group == group]
+        for sized in (True, False):
+            chosen = [p for p in members if bool(p.size) == sized]
+            if not chosen:
+                continue
+            area = [max(MAX_BUBBLE_AREA * p.size / largest, 12.0) for p in chosen] if sized else 36.0
+            ax.scatter([p.compute for p in chosen], [p.performance for p in chosen], s=area,
+                       marker="o" if sized else "D", color=color, alpha=0.45 if sized else 0.8,
+                       edgecolors=["black" if p.on_frontier else color for p in chosen],
+                       linewidths=[1.6 if p.on_frontier else 0.6 for p in chosen], gid="point",
+                       label=(group or "models") + ("" if sized else " (size unknown)"))
+        line = frontiers.get(group, [])
+        ax.plot([p.compute for p in line], [p.performance for p in line], drawstyle="steps-post",
+                color=color, linewidth=1.8, gid="frontier", label=f"frontier{' (' + group + ')' if group else ''}")
+    for point in result.points:
+        ax.annotate(point.name, (point.compute, point.performance), xytext=(6, 4), textcoords="offset points",
+                    fontsize=8, gid="name")
+    ax.set_xscale("log")
+    ax.set_xlabel(result.compute_label)
+    ax.set_ylabel(textwrap.fill(result.performance_label, 60))
+    sized_note = " (bubble area ∝ parameters)" if largest else ""
+    ax.set_title(result.title + sized_note)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=8, loc="best", markerscale=0.5)
+    return _finish(figure, path)
+
+
+# -- law against runs ----------------------------------------------------------
+
+def law_figure(law: Law, runs: Sequence[RunRecord] | None = None, path: str | Path | None = None) -> Figure:
+    """Two panels. Left: the student metric against teacher size, one curve per
+    student size, with measured points and each per-student optimum (interval;
+    censored ones as arrows). Right: optimal teacher against student size with
+    the law, its band and the reference T* = 2.5·S."""
+    if path is not None:
+        figure_format(path)
+    figure = _new_figure(14, 5.8)
+    left, right = figure.subplots(1, 2)
+    _student_curves(left, law, list(runs or []))
+    _optimal_teacher_panel(right, law)
+    figure.suptitle(f"law {law.file.law!r} fitted on {law.file.n_runs} runs ({law.file.metric}, "
+                    f"{law.file.direction} is better)" if law.file.fitted else f"law {law.file.law!r} (reference, no runs)")
+    return _finish(figure, path)
+
+
+def _student_curves(ax: Axes, law: Law, runs: list[RunRecord]) -> None:
+    file = law.file
+    measure = file.size_measure
+    usable = [r for r in runs if file.metric in r.metrics and r.size("student", measure) and r.size("teacher", measure)]
+    nominal = nominal_sizes([r.size("student", measure) for r in usable] + [o.student_params for o in file.optima])
+    inits = sorted({r.student_init for r in usable})
+    groups: dict[tuple[int, str], list[tuple[int, float]]] = defaultdict(list)
+    for run in usable:
+        key = (nominal[run.size("student", measure)], run.student_init)
+        groups[key].append((run.size("teacher", measure), run.metrics[file.metric]))
+    colors = _size_colors(sorted(set(nominal.values())))
+    curves: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per student: the curve its optima sit on
+    for (student, init), points in sorted(groups.items(), key=lambda item: (item[0], -len(item[1]))):
+        points.sort()
+        teachers = np.array([t for t, _ in points], dtype=float)
+        values = np.array([v for _, v in points], dtype=float)
+        linestyle, marker = _init_style(init, inits)
+        ax.scatter(teachers, values, color=colors[student], marker=marker, s=22, zorder=3, gid="measured")
+        curve = _metric_curve(law, student, teachers, values)
+        label = f"S = {format_size(student)}" + (f", {init}" if len(inits) > 1 else "")
+        ax.plot(*curve, color=colors[student], linestyle=linestyle, linewidth=1.5, gid="curve", label=label)
+        curves.setdefault(student, curve)  # the group with the most runs comes first
+    for optimum in file.optima:
+        student = nominal[optimum.student_params]
+        if student not in curves and optimum.teachers:  # no runs given: the law's own curve, if it has one
+            curve = _metric_curve(law, student, np.array(optimum.teachers, dtype=float), np.array([]))
+            if curve is not None:
+                ax.plot(*curve, color=colors[student], linewidth=1.5, gid="curve", label=f"S = {format_size(student)}")
+                curves[student] = curve
+        curve = curves.get(student)
+        x = optimum.teacher_params
+        y = None if curve is None else float(np.interp(np.log(x), np.log(curve[0]), curve[1]))
+        _mark_optimum(ax, x, y, optimum, colors[student])
+    ax.set_xscale("log")
+    _label_sizes(ax.xaxis)
+    ax.set_xlabel(f"teacher size ({_SIZE_WORD[measure]})")
+    ax.set_ylabel(f"student {file.metric} ({file.direction} is better)")
+    ax.set_title("student metric against teacher size")
+    if not groups:
+        ax.text(0.5, 0.5, "no measured runs given (--runs)", transform=ax.transAxes, ha="center", va="center")
+        ax.tick_params(labelbottom=False, labelleft=False)  # the axes hold nothing to read
+    ax.grid(True, which="both", alpha=0.25)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, title="student size")
+
+
+def nominal_sizes(sizes: Sequence[int], tolerance: float = 1.1) -> dict[int, int]:
+    """Map each size to a nominal one shared by sizes within 10% of each other.
+
+    Students pruned to one target from different teachers differ by a few
+    parameters (56k, 56.0k, 56.02k): they are one student size on a figure.
+    """
+    clusters: list[list[int]] = []
+    for size in sorted(set(sizes)):
+        if clusters and size <= clusters[-1][0] * tolerance:
+            clusters[-1].append(size)
+        else:
+            clusters.append([size])
+    return {size: int(np.median(cluster)) for cluster in clusters for size in cluster}
+
+
+def _init_style(init: str, inits: Sequence[str]) -> tuple[str, str]:
+    """Line style and marker of a student initialisation (pruned solid, scratch dashed, ...)."""
+    index = list(inits).index(init) if init in inits else 0
+    return ("-", "--", ":", "-.")[index % 4], "osD^"[index % 4]
+
+
+def _metric_curve(law: Law, student: int, teachers: np.ndarray,
+                  values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The law's prediction over the teacher range, else the measured means (None: neither)."""
+    if teachers.size == 0:
+        return None
+    grid = np.geomspace(teachers.min(), teachers.max(), 60)
+    predicted = [law.predict_metric(student, t) for t in grid]
+    if all(p is not None for p in predicted):
+        return grid, np.array(predicted, dtype=float)
+    if values.size == 0:
+        return None
+    unique = np.unique(teachers)
+    return unique, np.array([values[teachers == t].mean() for t in unique])
+
+
+def _mark_optimum(ax: Axes, x: float, y: float | None, optimum: StudentOptimum, color: str) -> None:
+    """A star with its interval, or an arrow from the bound when the optimum is censored."""
+    if y is None:
+        return
+    if optimum.censored:
+        _arrow(ax, (x, y), (_beyond(x, optimum.censored), y), color)
+        return
+    xerr = None
+    if optimum.low is not None and optimum.high is not None:
+        xerr = [[max(x - optimum.low, 0.0)], [max(optimum.high - x, 0.0)]]
+    bars = ax.errorbar([x], [y], xerr=xerr, fmt="*", markersize=13, color=color, markeredgecolor="black",
+                       capsize=4, zorder=4)
+    bars.lines[0].set_gid("optimum")  # the marker, not its caps and bars
+
+
+def _beyond(bound: float, censored: str) -> float:
+    """Where a censored optimum's arrow points: up from an 'at least' bound, down from 'at most'."""
+    return bound * 1.6 if censored == "at_least" else bound / 1.6
+
+
+def _arrow(ax: Axes, start: tuple[float, float], end: tuple[float, float], color: str) -> None:
+    ax.annotate("", xy=end, xytext=start, gid="censored", annotation_clip=False,
+                arrowprops={"arrowstyle": "-|>", "color": color, "linewidth": 2, "mutation_scale": 16})
+    ax.update_datalim([start, end])  # annotations do not widen the axes by themselves
+
+
+def _optimal_teacher_panel(ax: Axes, law: Law) -> None:
+    file = law.file
+    measure_word = _SIZE_WORD[file.size_measure]
+    for optimum in file.optima:
+        x, y = optimum.student_params, optimum.teacher_params
+        if optimum.censored:
+            ax.scatter([x], [y], marker="^" if optimum.censored == "at_least" else "v", color="C3", s=50,
+                       zorder=3, gid="censored")
+            _arrow(ax, (x, y), (x, _beyond(y, optimum.censored)), "C3")
+        else:
+            yerr = None
+            if optimum.low is not None and optimum.high is not None:
+                yerr = [[max(y - optimum.low, 0.0)], [max(optimum.high - y, 0.0)]]
+            bars = ax.errorbar([x], [y], yerr=yerr, fmt="o", color="C0", capsize=4, zorder=3)
+            bars.lines[0].set_gid("optimum")
+    students = _student_span(file)
+    estimate, low, high = _law_curve(law, students)
+    ax.plot(students, estimate, color="C0", linewidth=2, gid="law", label=f"law {file.law!r}")
+    if np.isfinite(low).any():
+        ax.fill_between(students, low, high, where=np.isfinite(low) & np.isfinite(high), color="C0",
+                        alpha=0.18, gid="band", label=f"{round(100 * file.level)}% band")
+    ax.plot(students, REFERENCE_RATIO * students, linestyle="--", color="grey", gid="reference",
+            label=f"T* = {REFERENCE_RATIO}·S (reference)")
+    if file.student_range:
+        ax.axvspan(*file.student_range, color="0.9", zorder=0, gid="fitted_range", label="students fitted on")
+    if any(not o.censored for o in file.optima):
+        ax.scatter([], [], marker="o", color="C0", label="per-student optimum (interval)")
+    for side, marker in (("at_least", "^"), ("at_most", "v")):
+        if any(o.censored == side for o in file.optima):
+            ax.scatter([], [], marker=marker, color="C3", label=f"censored: {side.replace('_', ' ')} this large")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _label_sizes(ax.xaxis, ax.yaxis)
+    ax.set_xlabel(f"student size ({measure_word})")
+    ax.set_ylabel(f"optimal teacher size ({measure_word})")
+    ax.set_title("optimal teacher against student size")
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=8, loc="upper left")
+
+
+def _law_curve(law: Law, students: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """T*(S) with its interval along ``students``; NaN where the law gives no teacher (a gap in the line)."""
+    rows = []
+    for student in students:
+        try:
+            found = law.optimal_teacher(float(student))
+        except InputError:  # e.g. a linear law with no positive teacher for tiny students
+            rows.append((np.nan, np.nan, np.nan))
+            continue
+        rows.append((found.estimate, np.nan if found.low is None else found.low,
+                     np.nan if found.high is None else found.high))
+    return tuple(np.array(column, dtype=float) for column in zip(*rows))
+
+
+def _student_span(file) -> np.ndarray:  # noqa: ANN001 (a LawFile)
+    """Students to draw the law over: the fitted range (or the optima's), widened 2x each way."""
+    known = list(file.student_range or []) + [o.student_params for o in file.optima]
+    low, high = (min(known), max(known)) if known else (1e7, 1e10)
+    return np.geomspace(low / 2.0, high * 2.0, 80)
+
+
+def _size_colors(sizes: Sequence[float]) -> dict:
+    """One colour per size on a log scale (viridis), shared by legend and points."""
+    from matplotlib import colormaps
+    from matplotlib.colors import LogNorm
+
+    if not sizes:
+        return {}
+    norm = LogNorm(min(sizes), max(sizes)) if max(sizes) > min(sizes) else (lambda _: 0.5)
+    cmap = colormaps["viridis"]
+    return {size: cmap(0.85 * float(norm(size))) for size in sizes}
+
+
+# -- the raw run grid -------------------------------------------------------------
+
+def runs_figure(runs: Sequence[RunRecord], metric: str | None = None, path: str | Path | None = None) -> Figure:
+    """The student metric against teacher/student ratio, one line per student size, coloured by size."""
+    if path is not None:
+        figure_format(path)
+    runs = list(runs)
+    if not runs:
+        raise InputError("no runs to plot")
+    metric = metric or _common_metric(runs)
+    usable = [r for r in runs if metric in r.metrics]
+    if not usable:
+        raise InputError(f"no run has metric {metric!r}; choose with --metric")
+    figure = _new_figure(9, 6)
+    ax = figure.add_subplot()
+    nominal = nominal_sizes([r.student_params for r in usable])
+    students = sorted(set(nominal.values()))
+    colors = _size_colors(students)
+    inits = sorted({r.student_init for r in usable})
+    lines: dict[tuple[str, str, int], list[tuple[float, float]]] = defaultdict(list)
+    for run in usable:
+        key = (run.family, run.student_init, nominal[run.student_params])
+        lines[key].append((run.teacher_params / run.student_params, run.metrics[metric]))
+    for (family, init, student), points in sorted(lines.items()):
+        points.sort()
+        linestyle, marker = _init_style(init, inits)
+        label = f"{family} S = {format_size(student)}" + (f", {init}" if len(inits) > 1 else "")
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker=marker, linestyle=linestyle,
+                color=colors[student], gid="run", label=label)
+    ax.axvline(REFERENCE_RATIO, linestyle="--", color="grey", gid="reference", label=f"T = {REFERENCE_RATIO}·S")
+    ax.set_xscale("log")
+    ax.set_xlabel("teacher size / student size (total parameters)")
+    direction = metric_direction(metric)
+    ax.set_ylabel(f"student {metric}" + (f" ({direction} is better)" if direction else ""))
+    ax.set_title(f"distillation runs: {len(usable)} runs, {len(students)} student sizes")
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=8, title="student size")
+    return _finish(figure, path)
+
+
+def _common_metric(runs: Sequence[RunRecord]) -> str:
+    """eval_loss when present, else the metric most runs have."""
+    counts: dict[str, int] = defaultdict(int)
+    for run in runs:
+        for name in run.metrics:
+            counts[name] += 1
+    return "eval_loss" if "eval_loss" in counts else max(counts, key=counts.get)
+
+
+# -- from files (what the CLI calls) ------------------------------------------------
+
+def plot_law_file(law: str | Path, runs: Sequence[str | Path] | None = None,
+                  path: str | Path | None = None) -> Figure:
+    """``law_figure`` of a law file ('default': the shipped law) and optional run files."""
+    from capgap.recommend import resolve_law
+    from capgap.store import load_runs
+
+    if path is not None:
+        figure_format(path)  # refuse a bad --out before loading anything
+    resolved, _ = resolve_law(str(law))
+    return law_figure(resolved, load_runs(list(runs)) if runs else None, path)
+
+
+def plot_run_files(runs: Sequence[str | Path], metric: str | None = None, path: str | Path | None = None) -> Figure:
+    """``runs_figure`` of run files (.jsonl stores, .csv tables)."""
+    from capgap.store import load_runs
+
+    if path is not None:
+        figure_format(path)
+    return runs_figure(load_runs(list(runs)), metric, path)

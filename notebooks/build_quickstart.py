@@ -1,0 +1,153 @@
+"""Write notebooks/quickstart.ipynb from the cells below (run: python notebooks/build_quickstart.py).
+
+``--execute`` also runs it (nbclient, kernel python3) and keeps the outputs, so
+the notebook reads well on GitHub. Edit the cells here, not the .ipynb.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).resolve().parent
+NOTEBOOK = HERE / "quickstart.ipynb"
+
+CELLS = [
+    ("md", """# capgap quickstart: how large should the teacher be?
+
+This notebook covers four things:
+
+1. ask for a recommendation,
+2. refit the law of capacity gap from the shipped runs,
+3. draw a compute-versus-performance Pareto frontier,
+4. plot the law against its runs.
+
+It uses only data shipped in `data/` and runs top to bottom on a CPU in under a
+minute. Each step is also a `capgap` command, given beside it."""),
+    ("code", """%matplotlib inline
+from pathlib import Path
+
+import capgap
+from capgap.lawfit import fit_law
+from capgap.pareto import pareto
+from capgap.plots import law_figure, pareto_figure
+from capgap.recommend import recommend
+from capgap.sizes import format_size
+
+ROOT = Path(capgap.__file__).resolve().parents[1]  # the checkout: data/ lives here"""),
+    ("md", """## 1. Which teacher for a 1.3B student?
+
+`capgap recommend --student 1.3B` uses the shipped default law. Until it is
+refitted on measured runs, that law is the reference reading T* = 2.5·S. It
+then snaps the answer to the nearest real models of a ladder (Pythia here)."""),
+    ("code", """rec = recommend("1.3B", ladder="pythia")
+print(f"optimal teacher: {format_size(rec.teacher_params)} ({rec.teacher_params / rec.student_params:.2f}x the student)")
+print(f"law: {rec.law.name}, fitted on runs: {rec.law.fitted}")
+for model in rec.nearest:
+    print(f"  {model.name:<12} {format_size(model.params):>6}  {model.ratio:.2f}x the student")
+print("preferred:", rec.preferred, "-", rec.preferred_reason)"""),
+    ("md", """## 2. Refit the law from the measured runs
+
+`capgap fit RUNS --out LAW.json` does this step. Here we fit the `ratio`
+family, T* = r·S, the paper's linear law through the origin.
+`fit_law(runs, law="auto")` compares every family by cross-validation, but it
+is much slower.
+
+The measured runs are in `data/runs/shakespeare-ladder.jsonl`: 4 tiny GPT2
+teachers trained on the shipped Shakespeare corpus, and students of 3 target
+sizes. Each student was either pruned from every larger teacher or started
+from scratch. Two steps prepare them for the fit:
+
+- We keep the pruned students, as in the paper's protocol. The scratch
+  students barely moved in 41k tokens.
+- Students pruned to one target from different teachers differ by a few
+  parameters: 55,966 to 56,024 for the 56k target. The fit groups runs by
+  exact student size, so we use each run's target size, `extra.target_params`,
+  as `data/runs/README.md` advises.
+
+Four teachers, one seed and 41k distillation tokens make this a demonstration
+of the pipeline, not evidence for or against 2.5·S. If the measured runs give
+no law, the cell says so and falls back to synthetic runs with a planted
+optimum T* = 2.5·S (`capgap.synthetic`). Those show the method, not a
+measurement."""),
+    ("code", """from capgap import InputError, load_runs
+from capgap.synthetic import synthetic_runs
+
+measured = ROOT / "data" / "runs" / "shakespeare-ladder.jsonl"
+runs = [run.model_copy(update={"student_params": int(run.extra["target_params"])})
+        for run in load_runs(measured) if run.student_init == "pruned" and "target_params" in run.extra]
+try:
+    law = fit_law(runs, law="ratio", bootstrap=200)
+    source = f"measured pruned-student runs ({measured.name})"
+except InputError as problem:
+    print(f"the measured runs give no law: {problem}")
+    runs = synthetic_runs(ratio=2.5, seed=0)
+    law = fit_law(runs, law="ratio", bootstrap=200)
+    source = "synthetic runs (planted T* = 2.5·S)"
+print(f"fitted the {law.name!r} law on {law.file.n_runs} {source}")
+print("coefficients:", {k: round(v, 3) for k, v in law.file.coefficients.items()},
+      "90% interval of r:", [round(x, 2) for x in law.file.intervals.get("r", [])])
+for optimum in law.file.optima:
+    state = f"censored ({optimum.censored})" if optimum.censored else "measured"
+    print(f"  student {format_size(optimum.student_params)}: best teacher {format_size(optimum.teacher_params)} ({state})")
+for student in law.file.student_range:
+    estimate = law.optimal_teacher(student)
+    interval = f"{format_size(estimate.low)}-{format_size(estimate.high)}" if estimate.low else "no interval"
+    print(f"  law at {format_size(student)}: teacher {format_size(estimate.estimate)} (90% {interval})")"""),
+    ("md", """## 3. A Pareto frontier: the MiniMA comparison table
+
+`capgap pareto data/reference/minima_family_benchmarks.csv --out frontier.png`
+makes this figure. Compute is the table's training compute (TFLOPs, converted
+to FLOPs). Performance is the unweighted mean of its six benchmarks. A model is
+on the frontier when no other model has less-or-equal compute and a
+better-or-equal mean, at least one of them strictly. Each model's size is read
+from its name, and the bubble area follows it."""),
+    ("code", """frontier = pareto(ROOT / "data" / "reference" / "minima_family_benchmarks.csv")
+for point in sorted(frontier.points, key=lambda p: p.compute):
+    if point.on_frontier:
+        print(f"  {point.name:<18} {point.compute:9.2e} FLOPs  mean score {point.performance:.2f}")
+pareto_figure(frontier)"""),
+    ("md", """## 4. The law against its runs
+
+`capgap plot law LAW.json --runs RUNS --out law.png` makes this figure.
+
+- Left panel: student loss against teacher size, one curve per student size.
+  A star marks each measured optimum, with its interval. An arrow marks an
+  optimum the teacher ladder did not bracket.
+- Right panel: optimal teacher against student size. It shows the fitted law,
+  its 90% band, and the reference line T* = 2.5·S."""),
+    ("code", """law_figure(law, runs)"""),
+]
+
+
+def build() -> nbformat.NotebookNode:
+    cells = [new_markdown_cell(text) if kind == "md" else new_code_cell(text) for kind, text in CELLS]
+    notebook = new_notebook(cells=cells)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return notebook
+
+
+def execute(notebook: nbformat.NotebookNode, timeout: int = 300) -> nbformat.NotebookNode:
+    from nbclient import NotebookClient
+
+    NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                   resources={"metadata": {"path": str(HERE)}}).execute()
+    return notebook
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--execute", action="store_true", help="run it and keep the outputs")
+    args = parser.parse_args()
+    notebook = build()
+    if args.execute:
+        execute(notebook)
+    nbformat.write(notebook, NOTEBOOK)
+    print(f"wrote {NOTEBOOK}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Figures: written in the requested format, holding the expected artists (not pixels)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from capgap.errors import InputError
+from capgap.laws.base import LawFile, StudentOptimum, law_from_file, save_law
+from capgap.pareto import pareto
+from capgap.plots import REFERENCE_RATIO, law_figure, pareto_figure, runs_figure
+from capgap.store import RunStore
+from capgap.synthetic import synthetic_runs
+
+REPO = Path(__file__).resolve().parents[1]
+MINIMA = REPO / "data" / "reference" / "minima_family_benchmarks.csv"
+MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "pdf": b"%PDF", "svg": b"<?xml"}
+STUDENTS = (20_000_000, 45_000_000, 100_000_000)
+
+
+def with_gid(ax, gid):
+    return [artist for artist in ax.get_children() if artist.get_gid() == gid]
+
+
+def n_offsets(collections):
+    return sum(len(c.get_offsets()) for c in collections)
+
+
+@pytest.fixture(scope="module")
+def runs():
+    return synthetic_runs(students=STUDENTS, seed=3)
+
+
+@pytest.fixture(scope="module")
+def law():
+    """A ratio law T* = 2.0·S with bootstrap draws, two measured optima and one censored."""
+    optima = [StudentOptimum(student_params=20_000_000, teacher_params=5.0e7, low=4.0e7, high=6.0e7, teachers=[]),
+              StudentOptimum(student_params=45_000_000, teacher_params=1.1e8, low=9.0e7, high=1.3e8, teachers=[]),
+              StudentOptimum(student_params=100_000_000, teacher_params=6.4e8, censored="at_least", teachers=[])]
+    draws = [{"r": r} for r in np.linspace(1.6, 2.4, 21)]
+    return law_from_file(LawFile(law="ratio", coefficients={"r": 2.0}, samples=draws, optima=optima,
+                                 student_range=[2e7, 1e8], n_runs=24))
+
+
+@pytest.mark.parametrize("fmt", ["png", "svg", "pdf"])
+def test_pareto_figure_written_in_each_format(tmp_path, fmt):
+    path = tmp_path / f"frontier.{fmt}"
+    pareto_figure(pareto(MINIMA), path)
+    data = path.read_bytes()
+    assert len(data) > 1000 and data.startswith(MAGIC[fmt])
+    assert not list(tmp_path.glob(".*tmp"))  # the temporary file was renamed away
+
+
+def test_pareto_figure_holds_every_point_its_names_and_the_frontier_steps():
+    result = pareto(MINIMA)
+    ax = pareto_figure(result).axes[0]
+    assert n_offsets(with_gid(ax, "point")) == len(result.points)
+    assert sorted(t.get_text() for t in with_gid(ax, "name")) == sorted(p.name for p in result.points)
+    (frontier,) = with_gid(ax, "frontier")
+    assert frontier.get_drawstyle() == "steps-post"
+    on_frontier = sorted((p.compute, p.performance) for p in result.points if p.on_frontier)
+    assert list(zip(frontier.get_xdata(), frontier.get_ydata())) == on_frontier
+    assert ax.get_xscale() == "log" and "FLOPs" in ax.get_xlabel() and ax.get_title()
+    # bubble area grows with size: the 7B bubble is 7/1.8 of Qwen-1.8B's
+    sized = [c for c in with_gid(ax, "point") if len(c.get_sizes()) > 1][0]
+    areas = dict(zip([tuple(o) for o in sized.get_offsets()], sized.get_sizes()))
+    by_name = {p.name: areas[(p.compute, p.performance)] for p in result.points if p.size}
+    assert by_name["LLaMA-2-7B"] / by_name["Qwen-1.8B"] == pytest.approx(7 / 1.8)
+
+
+def test_pareto_figure_of_a_single_point(tmp_path):
+    table = tmp_path / "one.csv"
+    table.write_text("model,flops,score_acc\nOnly-1B,1e20,50\n")
+    result = pareto(table)
+    assert result.frontier == ["Only-1B"]
+    ax = pareto_figure(result, tmp_path / "one.png").axes[0]
+    assert n_offsets(with_gid(ax, "point")) == 1 and len(with_gid(ax, "name")) == 1
+    assert (tmp_path / "one.png").read_bytes().startswith(MAGIC["png"])
+
+
+def test_runs_figure_one_point_per_run_at_its_ratio(tmp_path, runs):
+    path = tmp_path / "runs.png"
+    ax = runs_figure(runs, path=path).axes[0]
+    lines = with_gid(ax, "run")
+    assert len(lines) == len(STUDENTS)  # one line per student size
+    xs = sorted(x for line in lines for x in line.get_xdata())
+    assert xs == pytest.approx(sorted(r.teacher_params / r.student_params for r in runs))
+    assert len({line.get_color() for line in lines}) == len(STUDENTS)  # coloured by student size
+    assert path.read_bytes().startswith(MAGIC["png"])
+
+
+def test_runs_figure_joins_students_pruned_to_one_target_and_splits_inits():
+    # pruning to one target from different teachers leaves a few parameters' difference
+    from capgap.records import RunRecord
+
+    runs = [RunRecord(student_params=s, teacher_params=t, student_init=init, metrics={"eval_loss": loss})
+            for s, t, loss in ((55_966, 173_824, 5.6), (56_002, 123_840, 5.7), (56_024, 940_800, 5.8))
+            for init in ("pruned", "scratch")]
+    lines = with_gid(runs_figure(runs).axes[0], "run")
+    assert len(lines) == 2 and {line.get_linestyle() for line in lines} == {"-", "--"}
+    assert all(len(line.get_xdata()) == 3 for line in lines)
+    assert len({line.get_color() for line in lines}) == 1  # one student size, one colour
+
+
+def test_law_figure_panels(runs, law):
+    left, right = law_figure(law, runs).axes[:2]
+    assert n_offsets(with_gid(left, "measured")) == len(runs)
+    assert len(with_gid(left, "optimum")) == 2 and len(with_gid(left, "censored")) == 1
+    assert left.get_xscale() == "log"
+    # right: optima with intervals, the censored one as a marker and an arrow, the law and its band
+    assert len(with_gid(right, "optimum")) == 2
+    assert len([a for a in with_gid(right, "censored") if hasattr(a, "arrow_patch")]) == 1
+    (line,) = with_gid(right, "law")
+    assert np.allclose(line.get_ydata() / line.get_xdata(), 2.0)
+    (reference,) = with_gid(right, "reference")
+    assert np.allclose(reference.get_ydata() / reference.get_xdata(), REFERENCE_RATIO)
+    (band,) = with_gid(right, "band")
+    low, high = band.get_paths()[0].vertices[:, 1].min(), band.get_paths()[0].vertices[:, 1].max()
+    assert low < line.get_ydata().min() and high > line.get_ydata().max()
+    assert right.get_xscale() == right.get_yscale() == "log"
+
+
+def test_law_figure_without_runs_says_so(law):
+    left = law_figure(law).axes[0]
+    assert with_gid(left, "measured") == []
+    assert any("--runs" in t.get_text() for t in left.texts)
+
+
+def test_bad_figure_path_is_refused_before_anything_is_written(tmp_path, runs):
+    with pytest.raises(InputError, match="not supported"):
+        runs_figure(runs, path=tmp_path / "runs.jpg")
+    with pytest.raises(InputError, match="folder"):
+        runs_figure(runs, path=tmp_path / "missing" / "runs.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_plot_law_and_runs(tmp_path, runs, law, run_cli):
+    store = tmp_path / "runs.jsonl"
+    RunStore(store).extend(runs)
+    law_path = tmp_path / "law.json"
+    save_law(law, law_path)
+    done = run_cli("plot", "law", law_path, "--runs", store, "--out", tmp_path / "law.pdf")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "law.pdf").read_bytes().startswith(MAGIC["pdf"])
+    done = run_cli("plot", "runs", store, "--out", tmp_path / "runs.svg")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "runs.svg").read_bytes().startswith(MAGIC["svg"])
+    done = run_cli("plot", "runs", store, "--out", tmp_path / "runs.gif")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and ".png" in done.stderr
