@@ -209,6 +209,8 @@ def measure(teachers: str, students: str, *, tokens: int, store: str | Path, stu
         raise InputError(f"--alpha {alpha} out of range; accepted: 0 <= alpha <= 1 (weight of CE on the data)")
     if temperature <= 0:
         raise InputError(f"--temperature {temperature} must be positive")
+    if teacher_cache and cache_top_k < 1:
+        raise InputError(f"--cache-top-k {cache_top_k} must be at least 1 (default 64)")
     # Under torchrun every process runs the sweep on its own device; only the main one records.
     context = init_distributed(resolve_device(device))
     torch_device = context.device

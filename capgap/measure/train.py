@@ -158,6 +158,9 @@ def train(student: torch.nn.Module, train_ids: torch.Tensor, config: TrainConfig
                              f"not split into micro-batches of {config.micro_batch}")
         local_micro = config.micro_batch // context.world_size
         vocab = config.vocab_size or min(student.config.vocab_size, teacher.config.vocab_size)
+        if not 1 <= config.cache_top_k <= vocab:
+            raise InputError(f"--cache-top-k {config.cache_top_k} out of range; accepted: 1 to the shared "
+                             f"vocabulary size {vocab}")
         order_id = data_order_id(train_ids, order, seq_len=config.seq_len, micro_batch=config.micro_batch,
                                  rank=context.rank, world_size=context.world_size)
         cached = CachedTeacher(config.teacher_cache, config.teacher_id, order_id,
