@@ -13,7 +13,7 @@ import warnings
 from capgap.errors import InputError
 
 # Each module under capgap/commands/ adds one verb with register(subparsers).
-COMMAND_MODULES = ["runs"]
+COMMAND_MODULES = ["runs", "recommend", "pareto", "plot", "ladder", "measure", "fit"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -21,11 +21,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"capgap: error: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command; with ``only``, just that verb's module is imported (fast start)."""
     parser = _Parser(prog="capgap", description="How large should the teacher be? "
                      "Fit and apply the law of capacity gap for distilling language models.")
     subparsers = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_Parser)
-    for name in COMMAND_MODULES:
+    for name in [only] if only else COMMAND_MODULES:
         importlib.import_module(f"capgap.commands.{name}").register(subparsers)
     return parser
 
@@ -35,7 +36,9 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # A verb's module is imported only when that verb runs, so one verb's heavy imports never slow another.
+    args = build_parser(argv[0] if argv and argv[0] in COMMAND_MODULES else None).parse_args(argv)
     warnings.showwarning = _show_warning
     try:
         return int(args.func(args) or 0)

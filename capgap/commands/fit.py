@@ -23,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("--size", choices=("total", "nonembed"), default="total",
                      help="size measure of students and teachers (default: total)")
     fit.add_argument("--family", help="use only runs of this model family")
+    fit.add_argument("--init", dest="student_init", metavar="INIT",
+                     help="use only runs whose students were initialised so (pruned, scratch)")
     fit.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples over runs (default: 1000)")
     fit.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the bootstrap (default: 0)")
     fit.add_argument("--out", metavar="LAW.json", help="write the law file here")
@@ -36,7 +38,8 @@ def fit_command(args: argparse.Namespace) -> int:
     from capgap.store import load_runs
 
     law = fit_law(load_runs(args.runs), law=args.law, metric=args.metric, higher_is_better=args.higher_is_better,
-                  size_measure=args.size, family=args.family, bootstrap=args.bootstrap, seed=args.seed)
+                  size_measure=args.size, family=args.family, bootstrap=args.bootstrap, seed=args.seed,
+                  student_init=args.student_init)
     if args.out:
         save_law(law, args.out)
     if args.json:
