@@ -42,8 +42,12 @@ def fit_law(runs: Sequence[RunRecord], law: str = "auto", metric: str | None = N
 
     # Thousands of tiny solves: BLAS threads only fight over the cores (60x slower seen on 2 busy cores).
     with threadpool_limits(limits=1, user_api="blas"):
-        return _fit_law(runs, law, metric, higher_is_better, size_measure, family, bootstrap, seed, level,
-                        student_init)
+        fitted = _fit_law(runs, law, metric, higher_is_better, size_measure, family, bootstrap, seed, level,
+                          student_init)
+    filters = [f"{name} {value}" for name, value in (("family", family), ("student_init", student_init)) if value]
+    if filters:  # a law fitted on a subset of the runs says which
+        fitted.file.provenance += f"; only runs with {' and '.join(filters)}"
+    return fitted
 
 
 def _fit_law(runs: Sequence[RunRecord], law: str, metric: str | None, higher_is_better: bool | None,

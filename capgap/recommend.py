@@ -125,24 +125,25 @@ class Recommendation(BaseModel):
 
 
 def resolve_law(law: str | Path | Law | LawFile | None) -> tuple[Law, str]:
-    """None/'default' -> the shipped default law; a path -> load_law; a Law or LawFile as is."""
+    """None/'default'/'reference' -> a shipped law; a path -> load_law; a Law or LawFile as is."""
     with warnings.catch_warnings():  # the recommendation states an unfitted law in its own warnings
         warnings.simplefilter("ignore", UnfittedLawWarning)
         return _resolve_law(law)
 
 
 def _resolve_law(law: str | Path | Law | LawFile | None) -> tuple[Law, str]:
-    if law is None or (isinstance(law, str) and law.lower() == "default"):
-        from capgap.laws import default_law_path  # the shipped data/laws/default.json
+    from capgap.laws import SHIPPED_LAWS, shipped_law_path  # data/laws/*.json
 
-        return load_law(default_law_path()), "default"
+    name = "default" if law is None else str(law).lower() if isinstance(law, str) else None
+    if name in SHIPPED_LAWS:
+        return load_law(shipped_law_path(name)), name
     if isinstance(law, (str, Path)):
         return load_law(law), str(law)
     if isinstance(law, LawFile):
         return law_from_file(law), "python object"
     if isinstance(law, Law):
         return law, "python object"
-    raise InputError(f"law {law!r} is not a law; accepted: 'default', a LAW.json path, or a Law object")
+    raise InputError(f"law {law!r} is not a law; accepted: 'default', 'reference', a LAW.json path, or a Law object")
 
 
 def resolve_ladder(ladder: str | list[LadderModel]) -> tuple[list[LadderModel], str]:
@@ -379,7 +380,7 @@ def recommend(student: str | int, law: str | Path | Law | LawFile | None = None,
               budget: str | float | None = None) -> Recommendation:
     """Recommend a teacher for a student of ``student`` parameters.
 
-    ``law``: None or 'default' (the shipped reference law), a LAW.json path,
+    ``law``: None or 'default' (the law fitted on the shipped runs), 'reference' (T* = 2.5·S), a LAW.json path,
     or a Law. ``ladder``: pythia, gpt2, none, a CSV path, or a list of
     LadderModel. ``size_measure`` says whether sizes count all or only
     non-embedding parameters: None takes the law's; another must match it.

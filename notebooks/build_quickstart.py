@@ -40,12 +40,16 @@ from capgap.sizes import format_size
 ROOT = Path(capgap.__file__).resolve().parents[1]  # the checkout: data/ lives here"""),
     ("md", """## 1. Which teacher for a 1.3B student?
 
-`capgap recommend --student 1.3B` uses the shipped default law. Until it is
-refitted on measured runs, that law is the reference reading T* = 2.5·S. It
+`capgap recommend --student 1.3B` uses the shipped default law, refitted from
+capgap's own measured runs (`data/runs/`, tiny CPU students, so it warns that
+1.3B is an extrapolation; `law="reference"` gives the published reading
+T* = 2.5·S instead). It
 then snaps the answer to the nearest real models of a ladder (Pythia here)."""),
     ("code", """rec = recommend("1.3B", ladder="pythia")
 print(f"optimal teacher: {format_size(rec.teacher_params)} ({rec.teacher_params / rec.student_params:.2f}x the student)")
 print(f"law: {rec.law.name}, fitted on runs: {rec.law.fitted}")
+for warning in rec.warnings:
+    print("warning:", warning)
 for model in rec.nearest:
     print(f"  {model.name:<12} {format_size(model.params):>6}  {model.ratio:.2f}x the student")
 print("preferred:", rec.preferred, "-", rec.preferred_reason)"""),
@@ -59,14 +63,10 @@ is much slower.
 The measured runs are in `data/runs/shakespeare-ladder.jsonl`: 4 tiny GPT2
 teachers trained on the shipped Shakespeare corpus, and students of 3 target
 sizes. Each student was either pruned from every larger teacher or started
-from scratch. Two steps prepare them for the fit:
-
-- We keep the pruned students, as in the paper's protocol. The scratch
-  students barely moved in 41k tokens.
-- Students pruned to one target from different teachers differ by a few
-  parameters: 55,966 to 56,024 for the 56k target. The fit groups runs by
-  exact student size, so we use each run's target size, `extra.target_params`,
-  as `data/runs/README.md` advises.
+from scratch. We keep the pruned students (`student_init="pruned"`, the
+`--init pruned` flag), as in the paper's protocol: the scratch students barely
+moved in 41k tokens. This is the documented command that wrote the shipped
+default law.
 
 Four teachers, one seed and 41k distillation tokens make this a demonstration
 of the pipeline, not evidence for or against 2.5·S. If the measured runs give
@@ -77,8 +77,7 @@ measurement."""),
 from capgap.synthetic import synthetic_runs
 
 measured = ROOT / "data" / "runs" / "shakespeare-ladder.jsonl"
-runs = [run.model_copy(update={"student_params": int(run.extra["target_params"])})
-        for run in load_runs(measured) if run.student_init == "pruned" and "target_params" in run.extra]
+runs = [run for run in load_runs(measured) if run.student_init == "pruned"]
 try:
     law = fit_law(runs, law="ratio", bootstrap=200)
     source = f"measured pruned-student runs ({measured.name})"

@@ -7,7 +7,7 @@ import pytest
 
 from capgap.errors import InputError
 from capgap.lawfit import fit_law
-from capgap.laws import default_law_path, load_law
+from capgap.laws import default_law_path, load_law, shipped_law_path
 from capgap.laws.base import FitOptions, UnfittedLawWarning, save_law
 from capgap.laws import linear, power, ratio
 from capgap.synthetic import synthetic_runs
@@ -149,9 +149,9 @@ def test_law_file_round_trip(tmp_path):
     assert again.optimal_teacher(3e8) == law.optimal_teacher(3e8)
 
 
-def test_shipped_default_is_the_unfitted_reference_reading_and_says_so():
+def test_shipped_reference_is_the_unfitted_published_reading_and_says_so():
     with pytest.warns(UnfittedLawWarning, match="not fitted from runs.*2311.07052"):
-        law = load_law(default_law_path())
+        law = load_law(shipped_law_path("reference"))
     estimate = law.optimal_teacher(1.3e9)
     assert law.name == "ratio" and estimate.estimate == pytest.approx(2.5 * 1.3e9)
     assert estimate.low is None and estimate.high is None and not law.file.fitted
@@ -223,3 +223,15 @@ def test_run_count_and_hash_cover_the_runs_the_law_comes_from():
     law = fit_law([*good, *thin], law="ratio", bootstrap=0)
     assert law.file.n_runs == len(good) and law.file.runs_hash == runs_hash(good)
     assert law.file.diagnostics["optima"]["skipped_too_few_teachers"] == ["unknown unknown 30M (2 teacher sizes)"]
+
+
+def test_shipped_default_is_what_the_documented_refit_command_writes(tmp_path):
+    # README: capgap fit data/runs/shakespeare-ladder.jsonl --law ratio --init pruned --out data/laws/default.json
+    from capgap.store import load_runs
+
+    runs_file = default_law_path().parent.parent / "runs" / "shakespeare-ladder.jsonl"
+    refit = fit_law(load_runs(runs_file), law="ratio", student_init="pruned", bootstrap=1000, seed=0)
+    shipped = load_law(default_law_path())
+    assert shipped.file.fitted and shipped.file.runs_hash == refit.file.runs_hash
+    assert refit.file.coefficients["r"] == pytest.approx(shipped.file.coefficients["r"], rel=1e-9)
+    assert refit.file.intervals["r"] == pytest.approx(shipped.file.intervals["r"], rel=1e-9)

@@ -368,14 +368,27 @@ def test_bad_input_from_the_real_command_has_no_traceback(tmp_path):
         assert done.returncode == 2 and "Traceback" not in done.stderr and done.stderr.count("\n") == 1
 
 
-def test_shipped_default_law():
-    r = json.loads(default_law_path().read_text())["coefficients"]["r"]
+def test_shipped_default_law_is_fitted_and_warns_when_extrapolating():
+    document = json.loads(default_law_path().read_text())
+    r, (low, high) = document["coefficients"]["r"], document["intervals"]["r"]
     rec = recommend("1.3B")
-    assert rec.law.source == "default" and rec.law.name == "ratio" and rec.law.fitted is False
+    assert rec.law.source == "default" and rec.law.name == "ratio" and rec.law.fitted is True
     assert rec.teacher_params == round(r * 1.3e9)
-    assert any(w.startswith("unfitted reference law") for w in rec.warnings)
+    assert rec.teacher_params_low < rec.teacher_params < rec.teacher_params_high
+    assert not any(w.startswith("unfitted reference law") for w in rec.warnings)
+    lo, hi = document["student_range"]
+    assert any(w.startswith("extrapolating") for w in rec.warnings)  # fitted on tiny CPU students
+    inside = recommend(round((lo * hi) ** 0.5), ladder="none")
+    assert not any(w.startswith("extrapolating") for w in inside.warnings)
     pythia = sorted(KNOWN_LADDERS["pythia"], key=lambda m: abs(math.log(m.params / (r * 1.3e9))))
     assert rec.preferred == pythia[0].name
+
+
+def test_shipped_reference_law_is_the_unfitted_published_reading():
+    rec = recommend("1.3B", law="reference")
+    assert rec.law.source == "reference" and rec.law.fitted is False
+    assert rec.teacher_params == round(2.5 * 1.3e9) and rec.teacher_params_low is None
+    assert any(w.startswith("unfitted reference law") for w in rec.warnings)
 
 
 def test_default_law_from_a_cold_process_imports_no_torch():
@@ -390,7 +403,8 @@ def test_default_law_json_from_the_real_command():
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stderr == "", done.stderr
     out = json.loads(done.stdout)
-    assert out["law"]["source"] == "default" and out["teacher_params_low"] is None
+    assert out["law"]["source"] == "default"
+    assert out["teacher_params_low"] < out["teacher_params"] < out["teacher_params_high"]
     assert out["strategies"][0]["name"] == "law_teacher" and out["strategies"][0]["runs"] == 1
 
 

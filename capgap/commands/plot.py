@@ -10,7 +10,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     kinds = plot.add_subparsers(dest="plot_kind", required=True, metavar="KIND")
 
     law = kinds.add_parser("law", help="two panels: student metric vs teacher size; optimal teacher vs student")
-    law.add_argument("law", metavar="LAW.json", help="a law file from `capgap fit --out`, or 'default'")
+    law.add_argument("law", metavar="LAW.json", help="a law file from `capgap fit --out`, or a shipped law: 'default', 'reference'")
     law.add_argument("--runs", nargs="+", metavar="RUNS", help="run files (.jsonl / .csv) to draw as measured points")
     law.add_argument("--out", required=True, metavar="FIG", help="figure path: .png, .svg or .pdf")
     law.set_defaults(func=law_command)

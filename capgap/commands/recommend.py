@@ -10,8 +10,9 @@ from capgap.sizes import format_size
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("recommend", help="recommend a teacher size (and a real model) for a student")
     parser.add_argument("--student", required=True, metavar="SIZE", help="student size: 70M, 1.3B, 1.3e9, ...")
-    parser.add_argument("--law", default="default", metavar="default|LAW.json",
-                        help="law file from `capgap fit --out` (default: the shipped reference law)")
+    parser.add_argument("--law", default="default", metavar="default|reference|LAW.json",
+                        help="law file from `capgap fit --out`; 'default': the law fitted on capgap's shipped runs; "
+                             "'reference': the published reading T* = 2.5·S (default: default)")
     parser.add_argument("--ladder", default="pythia", metavar="pythia|gpt2|none|LADDER.csv",
                         help="real models to snap to: a known ladder or a CSV with name,params columns (default: pythia)")
     parser.add_argument("--size", choices=["total", "nonembed"], default=None, dest="size_measure",
