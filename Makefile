@@ -27,8 +27,13 @@ $(VENV)/.full: $(VENV)/.core
 
 venv: $(VENV)/.full
 
+# The main job on shipped data: check the measured runs, recommend a teacher for a
+# 1.3B student from the shipped law, and draw the MiniMA Pareto frontier into out/.
 demo: $(VENV)/.core
-	$(VENV)/bin/capgap demo
+	$(VENV)/bin/capgap runs validate data/runs/shakespeare-ladder.jsonl
+	$(VENV)/bin/capgap recommend --student 1.3B --ladder pythia --available-teacher 12B --budget 1e21
+	mkdir -p out
+	$(VENV)/bin/capgap pareto data/reference/minima_family_benchmarks.csv --out out/minima_frontier.png
 
 test: $(VENV)/.full
 	$(PY) -m pytest
