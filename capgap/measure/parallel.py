@@ -56,7 +56,15 @@ def init_distributed(device: str | torch.device = "cuda") -> DistributedContext:
 
 
 def close_distributed(context: DistributedContext) -> None:
+    """Leave the process group. Free DDP-wrapped models *before* calling this.
+
+    A DDP Reducer freed after the group is destroyed drops the group's last
+    reference while holding the GIL; the gloo destructor then joins its worker
+    thread, which waits for the GIL to free a finished all-reduce's tensors:
+    the process hangs at exit (seen with torch 2.13 on CPU).
+    """
     if context.enabled and torch.distributed.is_initialized():
+        torch.distributed.barrier()  # every rank's pending work is finished before teardown
         torch.distributed.destroy_process_group()
 
 

@@ -58,6 +58,7 @@ def main(out_path: str) -> None:
         losses.append(mean_over_processes(parts.total, context).item())
     if context.is_main:
         torch.save({"state": student.state_dict(), "losses": losses, "world_size": context.world_size}, out_path)
+    del model  # the DDP wrapper goes before the process group (see close_distributed)
     close_distributed(context)
 
 
