@@ -158,3 +158,20 @@ def test_report_marks_censored_optima_as_bounds_and_says_how_to_measure_them(cap
     assert ">= 1B (best teacher is the largest measured: censored)" in out
     assert "1 best at the largest teacher: add teachers above 1B" in out
     assert "1 of 1 censored bounds respected" in out
+
+
+def test_init_filter_keeps_one_student_init_and_says_so(capsys, tmp_path):
+    pruned = synthetic_runs(ratio=2.5, students=STUDENTS, noise=0.003, seed=1, with_teacher_loss=False)
+    scratch = synthetic_runs(ratio=1.5, students=STUDENTS, noise=0.003, seed=2, with_teacher_loss=False)
+    path = tmp_path / "mixed.jsonl"
+    RunStore(path).extend([r.model_copy(update={"student_init": "pruned", "run_id": "p" + r.run_id}) for r in pruned]
+                          + [r.model_copy(update={"student_init": "scratch", "run_id": "s" + r.run_id}) for r in scratch])
+    code, out, _ = run(capsys, path, "--law", "ratio", "--init", "pruned", "--bootstrap", "50", "--json")
+    document = json.loads(out)
+    assert code == 0 and document["n_runs"] == len(pruned)
+    assert document["coefficients"]["r"] == pytest.approx(2.5, rel=0.1)
+    assert document["provenance"].endswith("only runs with student_init pruned")
+    code, out, _ = run(capsys, path, "--law", "ratio", "--init", "scratch", "--bootstrap", "50", "--json")
+    assert json.loads(out)["coefficients"]["r"] == pytest.approx(1.5, rel=0.1)
+    assert "no runs with student_init 'distilled'; the runs have: pruned, scratch" in one_line_error(
+        capsys, path, "--init", "distilled")
