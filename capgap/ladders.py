@@ -62,7 +62,7 @@ def read_ladder_csv(path: str | Path) -> list[LadderModel]:
 
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"ladder file not found; give pythia, gpt2, none or a CSV with name,params columns", where=str(path))
+        raise InputError("ladder file not found; give pythia, gpt2, none or a CSV with name,params columns", where=str(path))
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except Exception as exc:  # pandas raises several types for unreadable CSV

@@ -178,7 +178,6 @@ def test_interval_coverage_is_roughly_nominal():
 @pytest.mark.parametrize("family", [ratio.RatioLaw, power.PowerLaw, linear.LinearLaw])
 def test_batched_solver_agrees_with_scipy_lbfgsb(family):
     """The vectorised Gauss-Newton used for the fit and the bootstrap reaches L-BFGS-B's minimum."""
-    import numpy as np
 
     from capgap.fit import minimize_multistart
     from capgap.laws.curve import _element_loss, _fit_theta

@@ -375,6 +375,9 @@ def test_shipped_default_law_is_fitted_and_warns_when_extrapolating():
     assert rec.law.source == "default" and rec.law.name == "ratio" and rec.law.fitted is True
     assert rec.teacher_params == round(r * 1.3e9)
     assert rec.teacher_params_low < rec.teacher_params < rec.teacher_params_high
+    # the interval of T*(1.3B) is the interval of r scaled by the student (one-parameter law)
+    assert rec.teacher_params_low == pytest.approx(low * 1.3e9, rel=0.02)
+    assert rec.teacher_params_high == pytest.approx(high * 1.3e9, rel=0.02)
     assert not any(w.startswith("unfitted reference law") for w in rec.warnings)
     lo, hi = document["student_range"]
     assert any(w.startswith("extrapolating") for w in rec.warnings)  # fitted on tiny CPU students

@@ -20,7 +20,7 @@ import numpy as np
 from capgap.errors import InputError
 from capgap.fit import huber, quantile_interval
 from capgap.laws.base import FitOptions, LawFile, StudentOptimum, TeacherEstimate
-from capgap.optima import AT_LEAST, AT_MOST, INVALID, POINT, OptimaAnalysis, analyse_optima
+from capgap.optima import AT_LEAST, AT_MOST, POINT, OptimaAnalysis, analyse_optima
 from capgap.records import RunRecord
 from capgap.sizes import format_size
 
