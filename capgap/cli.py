@@ -13,7 +13,7 @@ import warnings
 from capgap.errors import InputError
 
 # Each module under capgap/commands/ adds one verb with register(subparsers).
-COMMAND_MODULES = ["runs", "recommend", "pareto", "plot", "ladder", "measure", "fit"]
+COMMAND_MODULES = ["runs", "ladder", "measure", "fit", "recommend", "pareto", "plot"]  # in data-flow order
 
 
 class _Parser(argparse.ArgumentParser):
