@@ -21,10 +21,9 @@ holding the rest of both distributions' mass.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 
+from capgap.measure.loss import DistillLoss
 from capgap.measure.teacher_cache import TeacherTopK
 
 # 1024 positions × 50k vocab × 4 bytes = 200 MB per fp32 temporary: small
@@ -48,14 +47,6 @@ class HiddenAndHead(torch.nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = self.causal_lm.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return hidden, self.causal_lm.get_output_embeddings().weight
-
-
-class DistillLossParts(NamedTuple):
-    """The loss and its two terms; only ``total`` carries gradients."""
-
-    total: torch.Tensor
-    ce: torch.Tensor
-    kd: torch.Tensor  # KL(teacher || student) at the temperature, before the tau^2 factor
 
 
 def _chunk_kd_full(log_q: torch.Tensor, t_tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,7 +174,7 @@ def fused_distill_loss(student_hidden: torch.Tensor, student_head: torch.Tensor,
                        teacher_topk: TeacherTopK | None = None, alpha: float = 0.5, temperature: float = 1.0,
                        vocab_size: int | None = None, ignore_index: int = -100,
                        normalizer: torch.Tensor | float | None = None,
-                       chunk_positions: int = DEFAULT_CHUNK_POSITIONS, compile_chunks: bool = False) -> DistillLossParts:
+                       chunk_positions: int = DEFAULT_CHUNK_POSITIONS, compile_chunks: bool = False) -> DistillLoss:
     """CE + KD from final hidden states and output-layer weights, chunk by chunk.
 
     ``student_hidden`` is ``[..., d_s]`` (the output of the final norm) and
@@ -236,13 +227,13 @@ def fused_distill_loss(student_hidden: torch.Tensor, student_head: torch.Tensor,
             hidden.to(compute_dtype), student_head.to(compute_dtype), t_hidden, t_head,
             top.values, top.indices, top.logsumexp, flat_labels, normalizer,
             float(alpha), float(temperature), int(vocab), int(ignore_index), int(chunk_positions), compile_chunks)
-    return DistillLossParts(total, ce, kd)
+    return DistillLoss(total, ce, kd)
 
 
 def fused_batch_loss(student_forward: torch.nn.Module, teacher: torch.nn.Module | None, inputs: torch.Tensor,
                      targets: torch.Tensor, *, teacher_topk: TeacherTopK | None = None, alpha: float = 0.5,
                      temperature: float = 1.0, vocab_size: int | None = None,
-                     normalizer: torch.Tensor | float | None = None, compile_chunks: bool = False) -> DistillLossParts:
+                     normalizer: torch.Tensor | float | None = None, compile_chunks: bool = False) -> DistillLoss:
     """One micro-batch's loss on the fast path: ``student_forward`` is a ``HiddenAndHead`` (maybe compiled or
     under DDP); the teacher is a causal LM run here, or its ``teacher_topk``; without either, plain CE."""
     hidden, head = student_forward(inputs)

@@ -51,10 +51,9 @@ def parse_spec(text: str) -> SizeSpec:
     return SizeSpec(int(match.group(1)), int(match.group(2)))
 
 
-def build_config(family: str, layers: int, width: int, heads: int, *, vocab_size: int, seq_len: int,
-                 inner: int | None = None) -> "PretrainedConfig":
+def build_config(family: str, layers: int, width: int, heads: int, *, vocab_size: int, seq_len: int) -> "PretrainedConfig":
     """A GPT2 or Pythia config of the given shape (no dropout: runs are short and deterministic)."""
-    inner = inner or 4 * width
+    inner = 4 * width
     if family == "gpt2":
         from transformers import GPT2Config
 
@@ -87,36 +86,6 @@ def family_of(config: "PretrainedConfig") -> str:
 def param_count(config: "PretrainedConfig") -> ParamCount:
     """Total and non-embedding parameters by config arithmetic (capgap.sizes)."""
     return count_params(config.to_dict())
-
-
-def _shape(config: "PretrainedConfig") -> tuple[int, int, int, int]:
-    """(layers, width, heads, vocab) of a GPT2 or GPT-NeoX config."""
-    if config.model_type == "gpt2":
-        return config.n_layer, config.n_embd, config.n_head, config.vocab_size
-    return config.num_hidden_layers, config.hidden_size, config.num_attention_heads, config.vocab_size
-
-
-def scratch_config(teacher: "PretrainedConfig", target_params: int) -> "PretrainedConfig":
-    """A config of the teacher's family and depth whose width gives the total nearest ``target_params``.
-
-    Width moves in steps of 8; heads keep the teacher's head size where the
-    width allows it (at least one head, and heads always divide the width).
-    """
-    family = family_of(teacher)
-    layers, width, heads, vocab = _shape(teacher)
-    head_dim = max(1, width // heads)
-    seq_len = teacher.n_positions if family == "gpt2" else teacher.max_position_embeddings
-    best: tuple[int, Any] | None = None
-    for candidate in range(8, width + 1, 8):
-        n_heads = max(1, candidate // head_dim)
-        while candidate % n_heads:
-            n_heads -= 1
-        config = build_config(family, layers, candidate, n_heads, vocab_size=vocab, seq_len=seq_len)
-        gap = abs(param_count(config).total - target_params)
-        if best is None or gap < best[0]:
-            best = (gap, config)
-    assert best is not None
-    return best[1]
 
 
 def new_model(config: "PretrainedConfig", seed: int) -> "PreTrainedModel":

@@ -241,6 +241,7 @@ def measure(teachers: str, students: str, *, tokens: int, store: str | Path, stu
                                student_name=f"the {teacher.family} students (tokenizer of "
                                             f"{first_teacher[teacher.family]})")
 
+    fingerprints = {family: vocab_fingerprint(data.tokenizer) for family, data in prepared.items()}
     pairs = plan_pairs(teacher_list, targets, inits)
     identity = {"corpus": text.name, "tokens": tokens, "seq_len": seq_len, "batch_tokens": batch_tokens, "lr": lr,
                 "alpha": alpha, "temperature": temperature, "seed": seed}
@@ -249,7 +250,7 @@ def measure(teachers: str, students: str, *, tokens: int, store: str | Path, stu
     pairs = [Pair(p.teacher, p.target, p.target_spec, p.init, run_id_for({
         **identity, "teacher": p.teacher.name, "teacher_params": p.teacher.params,
         "teacher_pretrain_tokens": p.teacher.pretrain_tokens,
-        "tokenizer": vocab_fingerprint(prepared[p.teacher.family].tokenizer), "family": p.teacher.family,
+        "tokenizer": fingerprints[p.teacher.family], "family": p.teacher.family,
         "target": p.target, "init": p.init})) for i, p in enumerate(pairs) if i % shard_count == shard_index]
     finished = RunStore(store_path).run_ids() if store_path.exists() and store_path.stat().st_size else set()
     pending = [p for p in pairs if p.run_id not in finished]
@@ -278,11 +279,15 @@ class _PairRunner:
         self._teacher: Any = None
         self._teacher_loss = float("nan")
         self._importance: Any = None
+        # Facts of the whole sweep, gathered once (a git call, /proc/cpuinfo, library versions).
+        self.environment = {"hardware": hardware(device), "code_version": code_version(),
+                            "torch": torch.__version__, "transformers": _transformers_version()}
 
     def _load_teacher(self, teacher: Teacher) -> None:
         if self._teacher_name == teacher.source:
             return
         data = self.prepared[teacher.family]
+        self._teacher = self._importance = None  # free the previous teacher before loading the next
         self._teacher = load_pretrained(teacher.source, "model").to(self.device).eval()
         self._teacher_loss = eval_loss(self._teacher, data.heldout_ids, seq_len=self.config.seq_len,
                                        max_tokens=self.eval_tokens, vocab_size=len(data.tokenizer))
@@ -304,10 +309,11 @@ class _PairRunner:
                                  "target_params": pair.target, "target_spec": pair.target_spec,
                                  "corpus": self.corpus_name}
         if pair.init == "pruned":
+            calibration = self._calibration(data)
             if self._importance is None:
-                self._importance = prune.compute_importance(self._teacher, self._calibration(data))
+                self._importance = prune.compute_importance(self._teacher, calibration)
             student = make_student(self._teacher, pair.target, "pruned", seed=self.config.seed,
-                                   calib_batches=self._calibration(data), importance=self._importance)
+                                   calib_batches=calibration, importance=self._importance)
             student.to(self.device)
             extra["pruned_loss_before"] = eval_loss(student, data.heldout_ids, seq_len=self.config.seq_len,
                                                     max_tokens=self.eval_tokens, vocab_size=vocab)
@@ -332,10 +338,8 @@ class _PairRunner:
             "seq_len": self.config.seq_len, "batch_tokens": self.config.batch_tokens, "lr": self.config.lr,
             "steps": trained.steps, "train_wall_s": round(trained.wall_s, 3),
             "wall_s": round(time.perf_counter() - start, 3), "tokens_per_s": round(trained.tokens_per_s, 1),
-            "hardware": hardware(self.device), "code_version": code_version(),
-            "torch": torch.__version__, "transformers": _transformers_version(),
-            "teacher_pretrain_tokens": pair.teacher.pretrain_tokens, "eval_tokens": self.eval_tokens,
-            "fast": self.config.fast, "teacher_cache": trained.teacher_cache, "world_size": trained.world_size,
+            **self.environment, "teacher_pretrain_tokens": pair.teacher.pretrain_tokens, "eval_tokens": self.eval_tokens,
+            "fast": self.config.fused, "teacher_cache": trained.teacher_cache, "world_size": trained.world_size,
         })
         return RunRecord(
             run_id=pair.run_id, family=pair.teacher.family, student_params=counts.total,

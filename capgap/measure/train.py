@@ -52,6 +52,11 @@ class TrainConfig:
     teacher_id: str = "teacher"  # the teacher's identity in the cache key
     cache_top_k: int = DEFAULT_TOP_K
 
+    @property
+    def fused(self) -> bool:
+        """Whether the student trains through the fused loss (a teacher cache needs it too)."""
+        return self.fast or self.teacher_cache is not None
+
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -103,8 +108,8 @@ def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optim
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    fused = (config.fast or config.teacher_cache is not None) and config.device.startswith("cuda")
-    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.95), fused=fused)
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.95),
+                             fused=config.fused and config.device.startswith("cuda"))
 
 
 def _autocast(device: torch.device):  # noqa: ANN202
@@ -116,7 +121,7 @@ def _autocast(device: torch.device):  # noqa: ANN202
 def batch_loss(student: torch.nn.Module, teacher: torch.nn.Module | None, inputs: torch.Tensor,
                targets: torch.Tensor, config: TrainConfig, teacher_top: TeacherTopK | None = None) -> DistillLoss:
     """The loss of one micro-batch: the single place where logits meet the loss."""
-    if config.fast or teacher_top is not None:  # student is a HiddenAndHead: no full logits anywhere
+    if config.fused:  # student is a HiddenAndHead: no full logits anywhere
         return fused_batch_loss(student, teacher, inputs, targets, teacher_topk=teacher_top, alpha=config.alpha,
                                 temperature=config.temperature, vocab_size=config.vocab_size,
                                 compile_chunks=config.compile)
@@ -148,8 +153,7 @@ def train(student: torch.nn.Module, train_ids: torch.Tensor, config: TrainConfig
         teacher.to(device).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
-    fast = config.fast or config.teacher_cache is not None
-    forward_model = wrap_model(HiddenAndHead(student) if fast else student, context)
+    forward_model = wrap_model(HiddenAndHead(student) if config.fused else student, context)
     forward_model = torch.compile(forward_model) if config.compile else forward_model
     cached = None
     if config.teacher_cache and teacher is not None and config.alpha < 1.0:
