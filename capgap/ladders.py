@@ -51,7 +51,7 @@ PYTHIA_CONFIGS = {
 }
 
 KNOWN_LADDERS: dict[str, list[LadderModel]] = {
-    "gpt2": [_from_config(n, n if n != "gpt2" else "gpt2", c) for n, c in GPT2_CONFIGS.items()],
+    "gpt2": [_from_config(n, n, c) for n, c in GPT2_CONFIGS.items()],
     "pythia": [_from_config(n, f"EleutherAI/{n}", c) for n, c in PYTHIA_CONFIGS.items()],
 }
 

@@ -12,14 +12,13 @@ one on a tie), and ``file.diagnostics['cv']`` records every score.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
 from capgap.errors import InputError
-from capgap.laws.base import FitOptions, Law
+from capgap.laws.base import FitOptions, Law, law_class
 from capgap.records import RunRecord, metric_direction
 
 CURVE_FAMILIES = ("ratio", "power", "linear")  # simplest first: the tie-break order
@@ -38,6 +37,7 @@ def fit_law(runs: Sequence[RunRecord], law: str = "auto", metric: str | None = N
     (unknown names are taken as lower-is-better, with a warning).
     ``family`` and ``student_init`` keep only runs of that family / init.
     """
+    import scipy.optimize  # noqa: F401  scipy ships its own OpenBLAS: load it so the limit below reaches it
     from threadpoolctl import threadpool_limits
 
     # Thousands of tiny solves: BLAS threads only fight over the cores (60x slower seen on 2 busy cores).
@@ -85,7 +85,7 @@ def _fit_law(runs: Sequence[RunRecord], law: str, metric: str | None, higher_is_
             fitted = _dsl_module().fit(runs, options)
             fitted.file.diagnostics["cv"] = comparison
             return fitted
-    fitted = fit_curve_to_optima(_curve_class(law), analysis, options)
+    fitted = fit_curve_to_optima(law_class(law), analysis, options)
     diagnostics = fitted.file.diagnostics
     diagnostics["optima"] = {"groups": len(analysis.groups),
                              "censored": sum(o.censored is not None for o in analysis.optima),
@@ -131,21 +131,12 @@ def _direction(metric: str, higher_is_better: bool | None) -> str:
     return known
 
 
-def _curve_class(name: str):
-    module = importlib.import_module(f"capgap.laws.{name}")
-    return next(cls for cls in vars(module).values() if getattr(cls, "name", None) == name and isinstance(cls, type))
-
-
 def _dsl_module():
-    if importlib.util.find_spec("capgap.laws.dsl") is None:
-        raise InputError("the dsl law family is not available in this installation; accepted: " + ", ".join(CURVE_FAMILIES))
-    return importlib.import_module("capgap.laws.dsl")
+    return importlib.import_module("capgap.laws.dsl")  # lazily: its fits import scipy
 
 
 def _dsl_applicable(runs: Sequence[RunRecord]) -> str | None:
     """Why dsl cannot take part in auto, or None when it can."""
-    if importlib.util.find_spec("capgap.laws.dsl") is None:
-        return "not installed"
     lacking = sum(r.teacher_loss is None or r.tokens is None for r in runs)
     return f"{lacking} of {len(runs)} runs lack teacher_loss or tokens" if lacking else None
 
@@ -227,7 +218,7 @@ def _held_out_errors(name: str, size: int, runs: Sequence[RunRecord], analysis, 
                 warnings.simplefilter("ignore")
                 law = _dsl_module().fit([r for r in runs if r.run_id not in held_ids], options, supervised=teachers_law)
         else:
-            law = fit_curve_to_optima(_curve_class(name), analysis, options, keep=~held)
+            law = fit_curve_to_optima(law_class(name), analysis, options, keep=~held)
     except InputError as exc:
         raise InputError(f"cannot be fitted with students of {format_size(size)} held out ({exc})") from None
     by_id = {r.run_id: r for r in runs}

@@ -157,8 +157,8 @@ class OptimaAnalysis:
         return status, location
 
 
-def nominal_sizes(sizes: Sequence[int]) -> dict[int, int]:
-    """Map each size to its nominal size: sizes within SIZE_TOLERANCE of each other are one student size.
+def nominal_sizes(sizes: Sequence[int], tolerance: float = SIZE_TOLERANCE) -> dict[int, int]:
+    """Map each size to its nominal size: sizes within ``tolerance`` of each other are one student size.
 
     Students cut to one target size from different teachers differ by a few
     parameters (55,966 vs 56,024); they are the same student size, named by the median.
@@ -166,7 +166,7 @@ def nominal_sizes(sizes: Sequence[int]) -> dict[int, int]:
     nominal: dict[int, int] = {}
     cluster: list[int] = []
     for size in sorted(set(sizes)) + [None]:
-        if cluster and (size is None or size > cluster[0] * (1.0 + SIZE_TOLERANCE)):
+        if cluster and (size is None or size > cluster[0] * (1.0 + tolerance)):
             nominal.update({member: int(np.median(cluster)) for member in cluster})
             cluster = []
         if size is not None:

@@ -103,7 +103,7 @@ def pareto(path: str | Path, *, compute: str | None = None, perf: Sequence[str] 
 
 
 def _is_run_table(path: Path) -> bool:
-    header = read_csv_table(path, expected="a CSV model table or run table").columns
+    header = read_csv_table(path, expected="a CSV model table or run table", nrows=0).columns
     return {"student_params", "teacher_params"} <= set(header)
 
 

@@ -25,17 +25,21 @@ import numpy as np
 
 from capgap.errors import InputError
 from capgap.laws.base import Law, StudentOptimum
-from capgap.pareto import ParetoResult
+from capgap.optima import nominal_sizes
 from capgap.records import RunRecord, metric_direction
 from capgap.sizes import format_size
 
 if TYPE_CHECKING:
+    from capgap.pareto import ParetoResult
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 FIGURE_FORMATS = ("png", "svg", "pdf")
 REFERENCE_RATIO = 2.5  # T* = 2.5·S: the secondary sources' reading of the law of capacity gap
 MAX_BUBBLE_AREA = 900.0  # points², for the largest model of a Pareto figure
+# On a figure, students within 10% in size share one curve (the fit groups within 2%): pruned
+# students of one target differ by a few parameters, and nearby targets would crowd the legend.
+FIGURE_SIZE_TOLERANCE = 0.10
 _SIZE_WORD = {"total": "total parameters", "nonembed": "non-embedding parameters"}
 
 
@@ -149,7 +153,8 @@ def _student_curves(ax: Axes, law: Law, runs: list[RunRecord]) -> None:
     file = law.file
     measure = file.size_measure
     usable = [r for r in runs if file.metric in r.metrics and r.size("student", measure) and r.size("teacher", measure)]
-    nominal = nominal_sizes([r.size("student", measure) for r in usable] + [o.student_params for o in file.optima])
+    nominal = nominal_sizes([r.size("student", measure) for r in usable] + [o.student_params for o in file.optima],
+                            tolerance=FIGURE_SIZE_TOLERANCE)
     inits = sorted({r.student_init for r in usable})
     groups: dict[tuple[int, str], list[tuple[int, float]]] = defaultdict(list)
     for run in usable:
@@ -189,21 +194,6 @@ def _student_curves(ax: Axes, law: Law, runs: list[RunRecord]) -> None:
     ax.grid(True, which="both", alpha=0.25)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, title="student size")
-
-
-def nominal_sizes(sizes: Sequence[int], tolerance: float = 1.1) -> dict[int, int]:
-    """Map each size to a nominal one shared by sizes within 10% of each other.
-
-    Students pruned to one target from different teachers differ by a few
-    parameters (56k, 56.0k, 56.02k): they are one student size on a figure.
-    """
-    clusters: list[list[int]] = []
-    for size in sorted(set(sizes)):
-        if clusters and size <= clusters[-1][0] * tolerance:
-            clusters[-1].append(size)
-        else:
-            clusters.append([size])
-    return {size: int(np.median(cluster)) for cluster in clusters for size in cluster}
 
 
 def _init_style(init: str, inits: Sequence[str]) -> tuple[str, str]:
@@ -341,7 +331,7 @@ def runs_figure(runs: Sequence[RunRecord], metric: str | None = None, path: str 
         raise InputError(f"no run has metric {metric!r}; choose with --metric")
     figure = _new_figure(9, 6)
     ax = figure.add_subplot()
-    nominal = nominal_sizes([r.student_params for r in usable])
+    nominal = nominal_sizes([r.student_params for r in usable], tolerance=FIGURE_SIZE_TOLERANCE)
     students = sorted(set(nominal.values()))
     colors = _size_colors(students)
     inits = sorted({r.student_init for r in usable})

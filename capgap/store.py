@@ -164,10 +164,13 @@ def _cell_number(text: str, *, column: str, where: str) -> float:
     return value
 
 
-def read_csv_table(path: str | Path, *, expected: str) -> pd.DataFrame:
-    """A CSV as text cells (no NaN guessing), or one InputError line saying what was ``expected``."""
+def read_csv_table(path: str | Path, *, expected: str, nrows: int | None = None) -> pd.DataFrame:
+    """A CSV as text cells (no NaN guessing), or one InputError line saying what was ``expected``.
+
+    ``nrows=0`` reads the header alone.
+    """
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
+        return pd.read_csv(path, dtype=str, keep_default_na=False, nrows=nrows)
     except pd.errors.EmptyDataError:
         raise InputError(f"empty file; expected {expected}", where=str(path)) from None
     except Exception as exc:  # pandas raises several types for unreadable CSV

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 
-# Fitting solves thousands of tiny problems; OpenBLAS threads fighting over them make the dsl fits
-# several times slower. Set before numpy loads (capgap.lawfit imports it); a user's setting wins.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-from capgap.lawfit import LAW_CHOICES  # noqa: E402
+from capgap.lawfit import LAW_CHOICES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

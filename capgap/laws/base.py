@@ -119,15 +119,21 @@ class UnfittedLawWarning(UserWarning):
     """A law used that no runs stand behind (a published reading, e.g. the shipped default)."""
 
 
+def law_class(name: str) -> Callable[[LawFile], Law]:
+    """The registered class of a law family, by name."""
+    _import_families(name)
+    if name not in _LAW_CLASSES:
+        raise InputError(f"law family {name!r} is unknown; accepted: {', '.join(sorted(_LAW_CLASSES))}")
+    return _LAW_CLASSES[name]
+
+
 def law_from_file(file: LawFile) -> Law:
-    _import_families(file.law)
-    if file.law not in _LAW_CLASSES:
-        raise InputError(f"law family {file.law!r} is unknown; accepted: {', '.join(sorted(_LAW_CLASSES))}")
+    cls = law_class(file.law)
     if not file.fitted:
         import warnings
 
         warnings.warn(f"the {file.law} law in use is not fitted from runs: {file.provenance}", UnfittedLawWarning, stacklevel=3)
-    return _LAW_CLASSES[file.law](file)
+    return cls(file)
 
 
 def load_law(path: str | Path) -> Law:
