@@ -99,3 +99,12 @@ def test_bad_cache_top_k_is_one_line_and_writes_nothing(tmp_path, run_cli):
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "--cache-top-k 0" in done.stderr
     assert not store.exists() and not (tmp_path / "cache").exists()
+
+
+def test_teacher_cache_with_alpha_one_trains_on_the_fused_path_without_a_cache(ladder, corpus, tmp_path):
+    # alpha = 1 needs no teacher: no cache is made, yet the student still goes through the fused loss.
+    base = ["--students", "40k", "--student-init", "scratch", "--alpha", "1"]
+    (plain,) = _measure(ladder, corpus, tmp_path / "plain.jsonl", *base)
+    (cached,) = _measure(ladder, corpus, tmp_path / "cached.jsonl", *base, "--teacher-cache", str(tmp_path / "cache"))
+    assert cached["extra"]["fast"] is True and cached["extra"]["teacher_cache"] == "off"
+    assert cached["metrics"]["eval_loss"] == pytest.approx(plain["metrics"]["eval_loss"], rel=1e-3)

@@ -28,7 +28,7 @@ from capgap.measure.ladder import EVAL_TOKENS, read_ladder
 from capgap.measure.models import family_of, load_pretrained, param_count
 from capgap.measure.students import INITS, make_student, student_config
 from capgap.measure.tokenizer import encode, require_same_tokenizer, vocab_fingerprint
-from capgap.measure.parallel import init_distributed
+from capgap.measure.parallel import close_distributed, init_distributed
 from capgap.measure.teacher_cache import DEFAULT_TOP_K
 from capgap.measure.train import TrainConfig, plan_steps, resolve_device, train
 from capgap.records import RunRecord, run_id_for
@@ -263,6 +263,7 @@ def measure(teachers: str, students: str, *, tokens: int, store: str | Path, stu
         if context.is_main and RunStore(store_path).append(record):
             result.added += 1
             result.records.append(record)
+    close_distributed(context)  # every DDP wrapper went with its train() call (see close_distributed)
     return result
 
 

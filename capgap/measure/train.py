@@ -25,7 +25,7 @@ import torch
 from capgap.errors import InputError
 from capgap.measure.fused_loss import HiddenAndHead, fused_batch_loss
 from capgap.measure.loss import DistillLoss, distill_loss
-from capgap.measure.parallel import init_distributed, shard_batch, wrap_model
+from capgap.measure.parallel import init_distributed, loss_normalizer, mean_over_processes, shard_batch, wrap_model
 from capgap.measure.teacher_cache import DEFAULT_TOP_K, CachedTeacher, TeacherTopK, data_order_id
 
 
@@ -119,12 +119,17 @@ def _autocast(device: torch.device):  # noqa: ANN202
 
 
 def batch_loss(student: torch.nn.Module, teacher: torch.nn.Module | None, inputs: torch.Tensor,
-               targets: torch.Tensor, config: TrainConfig, teacher_top: TeacherTopK | None = None) -> DistillLoss:
-    """The loss of one micro-batch: the single place where logits meet the loss."""
+               targets: torch.Tensor, config: TrainConfig, teacher_top: TeacherTopK | None = None,
+               normalizer: torch.Tensor | None = None) -> DistillLoss:
+    """The loss of one micro-batch: the single place where logits meet the loss.
+
+    ``normalizer`` (fused path): what the summed loss is divided by; under DDP, the global
+    labelled-token count over the world size, so the averaged gradient is the global batch's.
+    """
     if config.fused:  # student is a HiddenAndHead: no full logits anywhere
         return fused_batch_loss(student, teacher, inputs, targets, teacher_topk=teacher_top, alpha=config.alpha,
                                 temperature=config.temperature, vocab_size=config.vocab_size,
-                                compile_chunks=config.compile)
+                                normalizer=normalizer, compile_chunks=config.compile)
     student_logits = student(input_ids=inputs).logits
     teacher_logits = None
     if teacher is not None:
@@ -184,10 +189,11 @@ def train(student: torch.nn.Module, train_ids: torch.Tensor, config: TrainConfig
             batch = shard_batch(windows[micro], context).to(device)
             with _autocast(device):
                 top = None if cached is None else cached.topk(step * len(micro_batches) + index, batch[:, :-1], teacher)
-                loss = batch_loss(forward_model, teacher, batch[:, :-1], batch[:, 1:], config, top)
+                normalizer = loss_normalizer(batch[:, 1:], context) if config.fused else None
+                loss = batch_loss(forward_model, teacher, batch[:, :-1], batch[:, 1:], config, top, normalizer)
             # Weight by share of the step's sequences so the step's gradient is a plain mean.
             (loss.total * (len(micro) / seqs_per_step)).backward()
-            step_loss += loss.total.item() * len(micro) / seqs_per_step
+            step_loss += mean_over_processes(loss.total, context).item() * len(micro) / seqs_per_step
         torch.nn.utils.clip_grad_norm_(student.parameters(), config.grad_clip)
         optimizer.step()
         schedule.step()
