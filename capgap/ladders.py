@@ -58,15 +58,12 @@ KNOWN_LADDERS: dict[str, list[LadderModel]] = {
 
 def read_ladder_csv(path: str | Path) -> list[LadderModel]:
     """A CSV with columns name,params (params_nonembed, hf_name optional)."""
-    import pandas as pd  # only CSV ladders need it; keeps `capgap recommend` fast to start
+    from capgap.store import read_csv_table  # pandas: only CSV ladders need it (recommend starts fast)
 
     path = Path(path)
     if not path.is_file():
         raise InputError("ladder file not found; give pythia, gpt2, none or a CSV with name,params columns", where=str(path))
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except Exception as exc:  # pandas raises several types for unreadable CSV
-        raise InputError(f"cannot read as CSV ({exc.__class__.__name__}); expected name,params columns", where=str(path)) from None
+    table = read_csv_table(path, expected="a ladder CSV with name,params columns")
     missing = {"name", "params"} - set(table.columns)
     if missing:
         raise InputError(f"ladder CSV lacks column(s) {', '.join(sorted(missing))}; required: name,params (found: {', '.join(table.columns)})", where=str(path))

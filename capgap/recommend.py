@@ -23,9 +23,8 @@ from capgap.errors import InputError
 from capgap.ladders import KNOWN_LADDERS, LadderModel, get_ladder
 from capgap.laws.base import (Censoring, Law, LawFile, SizeMeasure, TeacherEstimate, UnfittedLawWarning, law_from_file,
                               load_law)
-from capgap.sizes import distill_flops, format_size, parse_size
+from capgap.sizes import TOKENS_PER_PARAM, distill_flops, format_size, parse_size
 
-TOKENS_PER_STUDENT_PARAM = 20  # Chinchilla-style default: D = 20 * N_S
 FLOPS_RULE = "FLOPs per run = 6*N_S*D (student training) + 2*N_T*D (teacher forward)"
 MAX_ASSISTANTS = 8  # a chain longer than this means the law's ratio is ~1: stop rather than loop
 
@@ -396,8 +395,8 @@ def recommend(student: str | int, law: str | Path | Law | LawFile | None = None,
         raise InputError(f"available teacher {format_size(available)} is smaller than the student "
                          f"{format_size(student_params)}; give a teacher at least as large as the student")
     if tokens is None:
-        distill_tokens = TOKENS_PER_STUDENT_PARAM * student_params
-        tokens_rule = f"default: {TOKENS_PER_STUDENT_PARAM} tokens per student parameter"
+        distill_tokens = TOKENS_PER_PARAM * student_params
+        tokens_rule = f"default: {TOKENS_PER_PARAM} tokens per student parameter"
     else:
         distill_tokens, tokens_rule = parse_size(tokens, what="tokens"), "given"
     budget_flops = float(parse_size(budget, what="budget (FLOPs)")) if budget is not None else None

@@ -17,6 +17,9 @@ from capgap.errors import InputError
 
 _SUFFIX = {"": 1, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
 _SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMbBgGtT]?)\s*$")
+# Default tokens per parameter (Chinchilla-optimal, Hoffmann et al. 2022): the distillation tokens
+# D_S = 20 * N_S where the user gives none, and the teachers' training tokens where unknown.
+TOKENS_PER_PARAM = 20
 SIZE_FORMS = "a positive count such as 124439808, 1.3e9, 350k, 70M or 1.3B"
 
 

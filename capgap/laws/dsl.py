@@ -33,7 +33,7 @@ from capgap.fit import HUBER_DELTA, bootstrap_indices, grid_starts, huber, minim
 from capgap.laws.base import FitOptions, LawFile, SizeMeasure, TeacherEstimate, register_law
 from capgap.laws.curve import runs_hash
 from capgap.records import RunRecord
-from capgap.sizes import parse_size
+from capgap.sizes import TOKENS_PER_PARAM, parse_size
 
 SUPERVISED = ("E", "A", "B", "alpha", "beta", "gamma")
 DISTILLATION = ("A2", "B2", "alpha2", "beta2", "gamma2", "c0", "c1", "f1", "d1")
@@ -46,7 +46,6 @@ PUBLISHED: dict[str, float] = {
     "A2": 2243.0, "B2": 24181.0, "alpha2": 0.321, "beta2": 0.637, "gamma2": 0.764,
     "c0": 2.549, "c1": 522.6, "f1": 0.090, "d1": 1.315,
 }
-TOKENS_PER_PARAM = 20.0  # default distillation tokens D_S = 20 * N_S (Chinchilla-optimal)
 TEACHER_LOSS_RANGE = (0.05, 20.0)  # nats/token: where the optimal teacher loss is searched
 
 # Fitted space: positive scales in log space (the log-sum-exp parameterisation), exponents as they are.
