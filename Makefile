@@ -27,15 +27,20 @@ $(VENV)/.full: $(VENV)/.core
 
 venv: $(VENV)/.full
 
-# The main job on shipped data: check the measured runs, recommend a teacher for a
-# 1.3B student from the shipped law, and draw the MiniMA Pareto frontier into out/.
+# The main job on shipped data: check the measured runs, recommend a teacher for a 1.3B student
+# by both published laws side by side, weigh them against the published evidence, and draw the
+# MiniMA Pareto frontier into out/.
 demo: $(VENV)/.core
 	$(VENV)/bin/capgap runs validate data/runs/shakespeare-ladder.jsonl
 	$(VENV)/bin/capgap recommend --student 1.3B --ladder pythia --available-teacher 12B --budget 1e21
+	$(VENV)/bin/capgap evidence
 	mkdir -p out
 	$(VENV)/bin/capgap pareto data/reference/minima_family_benchmarks.csv --out out/minima_frontier.png
 
+# The wheel check first: build it, install it into a virtualenv of core dependencies only
+# (.venv/smoke, made once) and use it from outside the checkout (.ci/wheel_smoke).
 test: $(VENV)/.full
+	.ci/wheel_smoke $(PY)
 	$(PY) -m pytest
 
 clean:

@@ -27,8 +27,8 @@ _LAZY = {
     "format_size": "capgap.sizes",
     "parse_size": "capgap.sizes",
     "fit_law": "capgap.lawfit",
-    "Recommendation": "capgap.recommend",
-    "recommend": "capgap.recommend",
+    "Recommendation": "capgap.recommendation",
+    "recommend": "capgap.recommendation",
 }
 
 __all__ = ["InputError", *sorted(_LAZY)]
@@ -36,7 +36,7 @@ __all__ = ["InputError", *sorted(_LAZY)]
 if TYPE_CHECKING:
     from capgap.lawfit import fit_law
     from capgap.records import RunRecord, metric_direction
-    from capgap.recommend import Recommendation, recommend
+    from capgap.recommendation import Recommendation, recommend
     from capgap.sizes import count_params, distill_flops, format_size, parse_size
     from capgap.store import RunStore, load_runs
 

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 
 from capgap.errors import InputError
 
 # Each module under capgap/commands/ adds one verb with register(subparsers).
-COMMAND_MODULES = ["runs", "ladder", "measure", "fit", "recommend", "pareto", "plot"]  # in data-flow order
+COMMAND_MODULES = ["runs", "ladder", "measure", "fit", "recommend", "evidence", "pareto", "plot"]  # in data-flow order
+# Missing optional dependencies: the extra that brings them.
+EXTRAS = {"torch": "measure", "transformers": "measure", "tokenizers": "measure", "safetensors": "measure", "tqdm": "measure"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,6 +28,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole command; with ``only``, just that verb's module is imported (fast start)."""
     parser = _Parser(prog="capgap", description="How large should the teacher be? "
                      "Fit and apply the law of capacity gap for distilling language models.")
+    from capgap import __version__
+
+    parser.add_argument("--version", action="version", version=f"capgap {__version__}")
     subparsers = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_Parser)
     for name in [only] if only else COMMAND_MODULES:
         importlib.import_module(f"capgap.commands.{name}").register(subparsers)
@@ -45,6 +51,17 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"capgap: error: {exc}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as exc:
+        extra = EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(f"capgap: error: {args.verb} needs {exc.name}, which is not installed; "
+              f"install it with: pip install 'capgap[{extra}]'", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # output into a closed pipe (`| head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not complain either
+        return 141  # 128 + SIGPIPE, as the shell reports a command ended by a closed pipe
     except KeyboardInterrupt:
         print("capgap: interrupted", file=sys.stderr)
         return 130

@@ -370,7 +370,7 @@ def _common_metric(runs: Sequence[RunRecord]) -> str:
 def plot_law_file(law: str | Path, runs: Sequence[str | Path] | None = None,
                   path: str | Path | None = None) -> Figure:
     """``law_figure`` of a law file ('default': the shipped law) and optional run files."""
-    from capgap.recommend import resolve_law
+    from capgap.lawfiles import resolve_law
     from capgap.store import load_runs
 
     if path is not None:

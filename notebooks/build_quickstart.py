@@ -34,22 +34,28 @@ import capgap
 from capgap.lawfit import fit_law
 from capgap.pareto import pareto
 from capgap.plots import law_figure, pareto_figure
-from capgap.recommend import recommend
+from capgap.recommendation import recommend
 from capgap.sizes import format_size
 
-ROOT = Path(capgap.__file__).resolve().parents[1]  # the checkout: data/ lives here"""),
+from capgap.resources import data_root
+
+DATA = data_root()  # the shipped data: inside the installed package, or the checkout's data/"""),
     ("md", """## 1. Which teacher for a 1.3B student?
 
-`capgap recommend --student 1.3B` uses the shipped default law, refitted from
-capgap's own measured runs (`data/runs/`, tiny CPU students, so it warns that
-1.3B is an extrapolation; `law="reference"` gives the published reading
-T* = 2.5·S instead). It
-then snaps the answer to the nearest real models of a ladder (Pythia here)."""),
+`capgap recommend --student 1.3B` consults both published laws side by side:
+Zhang et al. (students pruned from their teacher, T* ≈ 2.5·S; the headline for
+the default `init="pruned"`) and Busbridge et al. (students from scratch; the
+best teacher depends on the student's tokens per parameter). Each answer says
+whether the student lies inside its law's regime, and each is snapped to the
+nearest real models of a ladder (Pythia here). `law="cpu-demo"` gives the law
+fitted on capgap's own tiny CPU runs, a pipeline demonstration."""),
     ("code", """rec = recommend("1.3B", ladder="pythia")
 print(f"optimal teacher: {format_size(rec.teacher_params)} ({rec.teacher_params / rec.student_params:.2f}x the student)")
-print(f"law: {rec.law.name}, fitted on runs: {rec.law.fitted}")
 for warning in rec.warnings:
     print("warning:", warning)
+for answer in rec.by_law:
+    print(f"{answer.law.label}: teacher {format_size(answer.teacher_params)} "
+          f"({answer.teacher_params / answer.student_params:.2f}x), applies: {answer.applies.inside}")
 for model in rec.nearest:
     print(f"  {model.name:<12} {format_size(model.params):>6}  {model.ratio:.2f}x the student")
 print("preferred:", rec.preferred, "-", rec.preferred_reason)"""),
@@ -76,7 +82,7 @@ measurement."""),
     ("code", """from capgap import InputError, load_runs
 from capgap.synthetic import synthetic_runs
 
-measured = ROOT / "data" / "runs" / "shakespeare-ladder.jsonl"
+measured = DATA / "runs" / "shakespeare-ladder.jsonl"
 runs = [run for run in load_runs(measured) if run.student_init == "pruned"]
 try:
     law = fit_law(runs, law="ratio", bootstrap=200)
@@ -104,7 +110,7 @@ to FLOPs). Performance is the unweighted mean of its six benchmarks. A model is
 on the frontier when no other model has less-or-equal compute and a
 better-or-equal mean, at least one of them strictly. Each model's size is read
 from its name, and the bubble area follows it."""),
-    ("code", """frontier = pareto(ROOT / "data" / "reference" / "minima_family_benchmarks.csv")
+    ("code", """frontier = pareto(DATA / "reference" / "minima_family_benchmarks.csv")
 for point in sorted(frontier.points, key=lambda p: p.compute):
     if point.on_frontier:
         print(f"  {point.name:<18} {point.compute:9.2e} FLOPs  mean score {point.performance:.2f}")

@@ -1,4 +1,5 @@
-"""capgap recommend: interval, ladder snapping, strategy costs, warnings, JSON, start-up, bad input.
+"""capgap recommend: interval, ladder snapping, strategy costs, warnings, JSON, start-up, bad input;
+both published laws side by side, regimes, sizes, teacher cost, compute-optimal distillation, near misses.
 
 Most tests use a ratio law defined here (T* = 2.5·S, interval 2·S–3·S) and a
 ladder with round sizes, so every expected FLOP count is worked by hand:
@@ -16,12 +17,13 @@ from pathlib import Path
 import pytest
 
 import capgap
+import capgap.lawfiles
 from capgap.cli import main
-from capgap.laws import default_law_path
+from capgap.lawfiles import shipped_law_path
 from capgap.errors import InputError
 from capgap.ladders import KNOWN_LADDERS, LadderModel
 from capgap.laws.base import LawFile, TeacherEstimate, law_from_file, register_law
-from capgap.recommend import Recommendation, recommend
+from capgap.recommendation import Recommendation, recommend
 
 TEST_FAMILY = "test_recommend_ratio"
 
@@ -37,14 +39,14 @@ class RatioTestLaw:
         self.c = file.coefficients
 
     def optimal_teacher(self, student_params: float, tokens: float | None = None) -> TeacherEstimate:
-        censored = self.file.diagnostics.get("censored")
+        censored = (self.file.diagnostics.model_extra or {}).get("censored")
         if censored or "low" not in self.c:
             return TeacherEstimate(estimate=self.c["r"] * student_params, censored=censored)
         return TeacherEstimate(estimate=self.c["r"] * student_params, low=self.c["low"] * student_params,
                                high=self.c["high"] * student_params)
 
     def predict_metric(self, student_params: float, teacher_params: float, tokens: float | None = None) -> float | None:
-        if not self.file.diagnostics.get("predicts"):
+        if not (self.file.diagnostics.model_extra or {}).get("predicts"):
             return None
         gap = math.log(teacher_params / (self.c["r"] * student_params))
         return 2.0 + 50.0 / student_params ** 0.3 + 0.05 * gap ** 2 + 400.0 / tokens ** 0.28
@@ -77,7 +79,8 @@ def test_optimal_teacher_and_interval_from_the_law():
     rec = recommend(int(S), law=make_law(), ladder=ROUND)
     assert (rec.teacher_params, rec.teacher_params_low, rec.teacher_params_high) == (2_500_000_000, 2_000_000_000, 3_000_000_000)
     assert rec.law.name == TEST_FAMILY and rec.law.fitted_range == [70_000_000, 1_400_000_000]
-    assert rec.censored is None and rec.warnings == []
+    assert rec.censored is None and rec.by_law[0].warnings == []
+    assert [a.law.source for a in rec.by_law] == ["python object", "zhang2023", "busbridge2025"]
 
 
 def test_snapping_prefers_the_closest_model_inside_the_interval():
@@ -247,8 +250,10 @@ def test_nonembed_law_uses_nonembed_ladder_counts():
     law = make_law(size_measure="nonembed", student_range=None)
     rec = recommend("1B", law=law, ladder=ROUND)
     assert rec.size_measure == "nonembed" and [n.params for n in rec.nearest] == [2_400_000_000, 1_600_000_000, 6_400_000_000]
-    with pytest.raises(InputError, match="nonembed"):
-        recommend("1B", law=law, ladder=ROUND, size_measure="total")
+    # a total count given to a non-embedding law is converted, and the answer says how
+    total = recommend("1.2B", law=law, ladder=ROUND, size_measure="total")
+    assert total.given_measure == "total" and total.student_params < 1_200_000_000
+    assert any("Pythia-like embedding share" in n for n in total.by_law[0].notes)
 
 
 def test_nonembed_law_needs_nonembed_counts_in_the_ladder():
@@ -368,30 +373,165 @@ def test_bad_input_from_the_real_command_has_no_traceback(tmp_path):
         assert done.returncode == 2 and "Traceback" not in done.stderr and done.stderr.count("\n") == 1
 
 
-def test_shipped_default_law_is_fitted_and_warns_when_extrapolating():
-    document = json.loads(default_law_path().read_text())
-    r, (low, high) = document["coefficients"]["r"], document["intervals"]["r"]
-    rec = recommend("1.3B")
-    assert rec.law.source == "default" and rec.law.name == "ratio" and rec.law.fitted is True
+def test_cpu_demo_law_is_a_named_example_and_warns_when_extrapolating():
+    document = json.loads(shipped_law_path("cpu-demo").read_text())
+    r = document["coefficients"]["r"]
+    rec = recommend("1.3B", law="cpu-demo")
+    assert rec.law.source == "cpu-demo" and rec.law.name == "ratio" and rec.law.fitted is True
+    assert "pipeline demonstration" in rec.law.label
     assert rec.teacher_params == round(r * 1.3e9)
     assert rec.teacher_params_low < rec.teacher_params < rec.teacher_params_high
-    # the interval of T*(1.3B) is the interval of r scaled by the student (one-parameter law)
-    assert rec.teacher_params_low == pytest.approx(low * 1.3e9, rel=0.02)
-    assert rec.teacher_params_high == pytest.approx(high * 1.3e9, rel=0.02)
-    assert not any(w.startswith("unfitted reference law") for w in rec.warnings)
+    # regime warnings first: the size and the tokens per parameter lie far outside the CPU runs
+    assert rec.warnings[0].startswith("extrapolating: law fitted on 56k–150k students")
+    assert rec.warnings[1].startswith("law fitted at 0.273–0.731 tokens/param; this student gets 20")
     lo, hi = document["student_range"]
-    assert any(w.startswith("extrapolating") for w in rec.warnings)  # fitted on tiny CPU students
-    inside = recommend(round((lo * hi) ** 0.5), ladder="none")
-    assert not any(w.startswith("extrapolating") for w in inside.warnings)
-    pythia = sorted(KNOWN_LADDERS["pythia"], key=lambda m: abs(math.log(m.params / (r * 1.3e9))))
-    assert rec.preferred == pythia[0].name
+    inside = recommend(round((lo * hi) ** 0.5), law="cpu-demo", ladder="none", tokens=round((lo * hi) ** 0.5 / 2))
+    assert not any(w.startswith(("extrapolating", "law fitted at")) for w in inside.by_law[0].warnings)
 
 
-def test_shipped_reference_law_is_the_unfitted_published_reading():
+def test_reference_is_zhang_et_al_unfitted_reading():
     rec = recommend("1.3B", law="reference")
-    assert rec.law.source == "reference" and rec.law.fitted is False
+    assert rec.law.source == "zhang2023" and rec.law.fitted is False
     assert rec.teacher_params == round(2.5 * 1.3e9) and rec.teacher_params_low is None
-    assert any(w.startswith("unfitted reference law") for w in rec.warnings)
+    assert any(n.startswith("unfitted reference law") for n in rec.notes)  # its solidity is printed beside it
+
+
+def test_default_is_both_published_laws_side_by_side():
+    rec = recommend("1.3B")
+    zhang, busbridge = rec.by_law
+    assert (zhang.law.source, busbridge.law.source) == ("zhang2023", "busbridge2025")
+    assert rec.law == zhang.law and rec.teacher_params == zhang.teacher_params == round(2.5 * 1.3e9)
+    assert zhang.law.size_measure == "total" and busbridge.law.size_measure == "nonembed"
+    assert busbridge.student_params < 1.3e9 and "embedding share" in busbridge.size_rule  # converted, and said so
+    assert busbridge.applies.inside is False  # Busbridge's students are trained from scratch; this one is pruned
+    assert rec.warnings[0] == "busbridge2025: law fitted on scratch students; this student is pruned"
+    assert zhang.expected_metric is None and zhang.near_miss is None and zhang.distillation_pays is None
+    assert busbridge.expected_metric is not None and busbridge.near_miss is not None
+    scratch = recommend("1.3B", init="scratch")
+    assert [a.law.source for a in scratch.by_law] == ["busbridge2025", "zhang2023"]
+    assert scratch.size_measure == "nonembed" and scratch.by_law[0].applies.inside is not False
+
+
+def test_tokens_reach_the_token_aware_law():
+    few, many = (recommend("1B", size_measure="nonembed", init="scratch", tokens=n).teacher_params for n in ("20B", "320B"))
+    assert few / 1e9 == pytest.approx(81, rel=0.1) and many / 1e9 == pytest.approx(8.5, rel=0.1)  # reference/README.md
+
+
+def test_near_miss_band_and_penalties_from_the_predicting_law():
+    from capgap.laws.dsl import published_law
+
+    law = published_law()
+    rec = recommend("1B", size_measure="nonembed", init="scratch", tokens="20B", tolerance=0.01)
+    answer = rec.by_law[0]
+    band = answer.near_miss
+    assert band.low < answer.teacher_params < band.high
+    best = law.predict_metric(1e9, answer.teacher_params, 20e9)
+    for edge in (band.low, band.high):  # the predicted student at each edge is the tolerance worse
+        assert law.predict_metric(1e9, edge, 20e9) - best == pytest.approx(0.01, abs=1e-4)
+    for n in answer.nearest:
+        assert n.penalty == pytest.approx(law.predict_metric(1e9, n.params, 20e9) - best, abs=1e-12)
+        assert (n.penalty <= 0.01 + 1e-9) == (band.low <= n.params <= band.high)
+
+
+def test_teacher_cost_scenarios_price_the_law_teacher():
+    s, t, d = 1e9, 3e9, 20e9
+    flops = {cost: strategy(recommend("1B", law=make_law(), ladder=ROUND, teacher_cost=cost), "law_teacher").flops
+             for cost in ("none", "inference", "pretraining", "both")}
+    assert flops == pytest.approx({"none": 6 * s * d, "inference": 6 * s * d + 2 * t * d,
+                                   "pretraining": 6 * s * d + 6 * t * 20 * t,
+                                   "both": 6 * s * d + 2 * t * d + 6 * t * 20 * t}, rel=1e-12)
+    assert "teacher pretraining" in recommend("1B", law=make_law(), ladder=ROUND, teacher_cost="both").flops_rule
+
+
+def brute_force_compute_optimal(student: float, budget: float) -> tuple[float, float, float]:
+    """An independent check: a dense grid over teacher size and the teacher's share of the budget."""
+    import numpy as np
+
+    from capgap.laws.dsl import PUBLISHED, student_loss, supervised_loss
+
+    teacher = np.geomspace(student / 10, student * 100, 1201)[:, None]
+    share = np.linspace(0.0005, 0.9995, 2000)[None, :]
+    teacher_tokens = share * budget / (6 * teacher)
+    distill_tokens = (1 - share) * budget / (6 * student + 2 * teacher)
+    loss = student_loss(PUBLISHED, student, distill_tokens, supervised_loss(PUBLISHED, teacher, teacher_tokens))
+    i, _ = np.unravel_index(np.argmin(loss), loss.shape)
+    return float(teacher[i, 0]), float(loss.min()), float(supervised_loss(PUBLISHED, student, budget / (6 * student)))
+
+
+def test_compute_optimal_distillation_with_the_teachers_pretraining_counted():
+    rec = recommend("1B", size_measure="nonembed", init="scratch", budget="1e22", teacher_cost="both")
+    answer = rec.by_law[0]
+    teacher, distilled, supervised = brute_force_compute_optimal(1e9, 1e22)
+    optimum = answer.compute_optimal
+    assert optimum.teacher_params == pytest.approx(teacher, rel=0.01)
+    assert optimum.distilled_loss == pytest.approx(distilled, abs=1e-5)
+    assert optimum.supervised_loss == pytest.approx(supervised, abs=1e-9)
+    # the published figures (../shared/reference/README.md): ≈2.9× the student, 2.130 supervised vs 2.160 distilled
+    assert teacher / 1e9 == pytest.approx(2.9, rel=0.05)
+    assert (round(supervised, 3), round(distilled, 3)) == (2.130, 2.160)
+    assert answer.distillation_pays is False and answer.teacher_params == round(optimum.teacher_params)
+    spent = 6 * 1e9 * optimum.distill_tokens + 2 * optimum.teacher_params * optimum.distill_tokens \
+        + 6 * optimum.teacher_params * optimum.teacher_tokens
+    assert spent == pytest.approx(1e22, rel=1e-9)  # the whole budget, nothing more
+    assert answer.teacher_params_low is None and answer.teacher_params_high is None
+
+
+def test_regime_warnings_come_first_then_the_law_files_own():
+    file = make_file(regime={"student_params": [1e8, 5e8], "tokens_per_param": [18, 22], "student_init": ["pruned"]},
+                     diagnostics={"warnings": ["r at its upper bound"]}, student_range=None)
+    rec = recommend("1B", law=file, ladder=ROUND, tokens="10M", init="scratch")
+    assert rec.by_law[0].warnings[:4] == [
+        "extrapolating: law fitted on 100M–500M students; the student (1B) lies outside",
+        "law fitted at 18–22 tokens/param; this student gets 0.01",
+        "law fitted on pruned students; this student is scratch",
+        "law file: r at its upper bound"]
+    assert rec.warnings[:4] == rec.by_law[0].warnings[:4] and rec.by_law[0].applies.inside is False
+    old = recommend("1B", law=make_file(student_range=None), ladder=ROUND).by_law[0]
+    assert old.applies.inside is None and "regime unknown" in old.applies.reasons[-1]
+
+
+def test_cli_text_warnings_before_strategies(law_file, capsys):
+    assert main(["recommend", "--student", "1.3B", "--law", "cpu-demo"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    first_warning = next(i for i, line in enumerate(lines) if line.startswith("warning:"))
+    assert first_warning == 1 and lines[1].startswith("warning: extrapolating")
+    assert first_warning < next(i for i, line in enumerate(lines) if line.startswith("[headline]"))
+    assert next(i for i, line in enumerate(lines) if line.startswith("strategies")) > first_warning
+
+
+def test_plots_do_not_import_the_recommender():
+    code = "import sys, capgap.plots; assert not any(m.startswith('capgap.recommendation') for m in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_shipped_busbridge_law_is_the_published_constants():
+    from capgap.laws.dsl import PUBLISHED, published_law
+
+    shipped = json.loads(shipped_law_path("busbridge2025").read_text())
+    assert shipped["coefficients"] == PUBLISHED and shipped["size_measure"] == "nonembed"
+    law, _ = capgap.lawfiles.resolve_law("busbridge2025")
+    assert law.optimal_teacher(1e9).estimate == pytest.approx(published_law().optimal_teacher(1e9).estimate, rel=1e-12)
+
+
+def test_evidence_sets_observations_beside_each_law():
+    from capgap.evidence import evidence
+
+    found = {(c.study, c.student, c.metric): {v.law: v for v in c.verdicts} for c in evidence()}
+    minima = found[("MiniMA ablation", "MiniMA-3B", "mmlu_5shot")]
+    assert minima["zhang2023"].verdict == "agrees" and minima["zhang2023"].predicted == "LLaMA2-7B"
+    assert minima["busbridge2025"].verdict == "cannot say" and "too shallow" in minima["busbridge2025"].why
+    assert found[("Minitron", "Minitron-4B", "retraining_quality")]["zhang2023"].verdict == "disagrees"
+    assert {v.verdict for v in found[("TAKD", "plainCNN-2", "cifar100_top1")].values()} == {"cannot say"}
+
+
+def test_version_and_a_closed_pipe(run_cli):
+    done = run_cli("--version")
+    assert done.returncode == 0 and done.stdout.strip() == f"capgap {capgap.__version__}"
+    pipe = subprocess.Popen([sys.executable, "-m", "capgap", "recommend", "--student", "1.3B"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    pipe.stdout.close()  # the reader went away before the first line, as `| head -0` would
+    assert pipe.wait(timeout=120) == 141 and pipe.stderr.read() == b""
 
 
 def test_default_law_from_a_cold_process_imports_no_torch():
@@ -406,8 +546,11 @@ def test_default_law_json_from_the_real_command():
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stderr == "", done.stderr
     out = json.loads(done.stdout)
-    assert out["law"]["source"] == "default"
-    assert out["teacher_params_low"] < out["teacher_params"] < out["teacher_params_high"]
+    assert out["law"]["source"] == "zhang2023" and out["teacher_params"] == round(2.5 * 1.3e9)
+    assert [entry["law"]["source"] for entry in out["by_law"]] == ["zhang2023", "busbridge2025"]
+    for entry in out["by_law"]:
+        assert {"law", "teacher_params", "teacher_params_low", "teacher_params_high", "applies", "expected_metric",
+                "distillation_pays", "notes"} <= set(entry)
     assert out["strategies"][0]["name"] == "law_teacher" and out["strategies"][0]["runs"] == 1
 
 

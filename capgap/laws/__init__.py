@@ -1,24 +1,27 @@
-"""Law families of the optimal teacher, one module each, one common face (base.Law)."""
+"""Law families of the optimal teacher, one module each, one common face (base.Law).
 
-from pathlib import Path
+The shipped law files and their names live in ``capgap.lawfiles``; the names below are re-exported
+from there on first use (that module imports this package, so not at import time).
+"""
+
+from typing import Any
 
 from capgap.laws.base import FitOptions, Law, LawFile, TeacherEstimate, load_law, register_law
 
 __all__ = ["SHIPPED_LAWS", "FitOptions", "Law", "LawFile", "TeacherEstimate", "default_law_path", "load_law",
            "register_law", "shipped_law_path"]
 
-# Law files that ship under data/laws/, by the name users give to --law.
-SHIPPED_LAWS = {
-    "default": "default.json",  # refitted from capgap's own measured runs (data/runs/)
-    "reference": "reference-zhang2023.json",  # the published reading T* = 2.5 S, no interval
-}
+
+def default_law_path() -> Any:
+    """The law fitted on capgap's shipped CPU runs (data/laws/cpu-demo.json); no longer recommend's default."""
+    from capgap.lawfiles import shipped_law_path
+
+    return shipped_law_path("cpu-demo")
 
 
-def shipped_law_path(name: str) -> Path:
-    """A shipped law file under data/laws/ at the repository root (editable installs)."""
-    return Path(__file__).resolve().parent.parent.parent / "data" / "laws" / SHIPPED_LAWS[name]
+def __getattr__(name: str) -> Any:
+    if name in ("SHIPPED_LAWS", "shipped_law_path"):
+        import capgap.lawfiles
 
-
-def default_law_path() -> Path:
-    """The shipped default law, data/laws/default.json."""
-    return shipped_law_path("default")
+        return getattr(capgap.lawfiles, name)
+    raise AttributeError(f"module 'capgap.laws' has no attribute {name!r}")

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from capgap.errors import InputError
+from capgap.resources import data_root
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+DATA_DIR = data_root()  # inside the installed package, or the checkout's data/
 CORPORA_DIR = DATA_DIR / "corpora"
 NAMED_CORPORA = {
     "shakespeare": CORPORA_DIR / "shakespeare",
