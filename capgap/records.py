@@ -25,6 +25,9 @@ _DIRECTION_BY_SUFFIX: dict[str, Direction] = {
     "pass1": "higher",
 }
 
+# Where sweeps before RunRecord.teacher_tokens kept the teacher's pretraining tokens.
+LEGACY_TEACHER_TOKENS = "teacher_pretrain_tokens"
+
 # Fields of the configuration that identify a run (the run id hashes them).
 CONFIG_FIELDS = ("family", "student_params", "teacher_params", "tokens", "student_init",
                  "alpha", "temperature", "seed", "source")
@@ -64,13 +67,14 @@ class RunRecord(BaseModel):
     seed: int | None = None
     metrics: dict[str, float]
     teacher_loss: float | None = None  # teacher's held-out loss, nats/token
+    teacher_tokens: PositiveInt | None = None  # the teacher's own pretraining tokens (the dsl law needs them)
     flops: float | None = None
     source: str = "user"  # who measured it: capgap, a paper, a user
     created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
     extra: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("student_params", "teacher_params", "student_params_nonembed",
-                     "teacher_params_nonembed", "tokens", mode="before")
+                     "teacher_params_nonembed", "tokens", "teacher_tokens", mode="before")
     @classmethod
     def _integral(cls, value: Any) -> Any:
         # Accept 1.3e9 written as a float, refuse 1.5 parameters.
@@ -99,6 +103,16 @@ class RunRecord(BaseModel):
             raise ValueError(f"must be finite, got {value}")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _teacher_tokens_from_extra(cls, data: Any) -> Any:
+        # Sweeps before teacher_tokens was a field wrote it as extra.teacher_pretrain_tokens.
+        if isinstance(data, dict) and isinstance(data.get("extra"), dict) and \
+                LEGACY_TEACHER_TOKENS in data["extra"] and data.get("teacher_tokens") is None:
+            extra = dict(data["extra"])
+            data = {**data, "teacher_tokens": extra.pop(LEGACY_TEACHER_TOKENS), "extra": extra}
+        return data
+
     @model_validator(mode="after")
     def _derive_run_id(self) -> "RunRecord":
         if not self.run_id:
@@ -106,8 +120,14 @@ class RunRecord(BaseModel):
         return self
 
     def config(self) -> dict[str, Any]:
-        """The fields that identify the run (what the run id hashes)."""
-        return {name: getattr(self, name) for name in CONFIG_FIELDS}
+        """The fields that identify the run (what the run id hashes).
+
+        ``teacher_tokens`` only when known, so ids of records that lack it stay what they were.
+        """
+        config = {name: getattr(self, name) for name in CONFIG_FIELDS}
+        if self.teacher_tokens is not None:
+            config["teacher_tokens"] = self.teacher_tokens
+        return config
 
     def metric(self, name: str) -> float | None:
         return self.metrics.get(name)

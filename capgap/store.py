@@ -3,7 +3,9 @@
 Appends take a file lock, skip run ids already present, and write each record
 as one line in one write() call followed by fsync, so concurrent sweeps never
 interleave and a killed writer leaves at most one torn last line, which load()
-reports and skips.
+reports and skips. A store object remembers the run ids it has read and where
+it stopped, so each append reads only the lines added since (by anyone): a long
+sweep's appends stay cheap.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from capgap.records import RunRecord, record_from_dict
 from capgap.sizes import parse_size
 
 # Columns of the CSV import/export format besides metric columns.
-SIZE_COLUMNS = ("student_params", "teacher_params", "student_params_nonembed", "teacher_params_nonembed", "tokens")
+SIZE_COLUMNS = ("student_params", "teacher_params", "student_params_nonembed", "teacher_params_nonembed", "tokens",
+                "teacher_tokens")
 INT_COLUMNS = ("seed",)
 FLOAT_COLUMNS = ("alpha", "temperature", "teacher_loss", "flops")
 TEXT_COLUMNS = ("run_id", "family", "student_init", "source", "created_at")
@@ -41,6 +44,9 @@ class RunStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = FileLock(str(self.path) + ".lock")
+        # Run ids in the file up to byte _offset: an append reads only what others added since.
+        self._ids: set[str] = set()
+        self._offset = 0
 
     # -- writing ---------------------------------------------------------
     def append(self, record: RunRecord) -> bool:
@@ -53,7 +59,7 @@ class RunStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._lock:
-                existing = {r.run_id for r in self._read(strict=False)} if self.path.exists() else set()
+                existing = self._stored_ids()
                 lines = []
                 for record in records:
                     if record.run_id in existing:
@@ -75,6 +81,25 @@ class RunStore:
         except OSError as exc:  # permission, a file where a folder should be, a full disk
             raise InputError(f"run store is not writable ({exc.strerror or exc}); choose a path you can write",
                              where=str(self.path)) from None
+
+    def _stored_ids(self) -> set[str]:
+        """Run ids in the file, reading only the bytes added since the last call (call under the lock)."""
+        if not self.path.exists():
+            self._ids, self._offset = set(), 0
+            return self._ids
+        size = self.path.stat().st_size
+        if size < self._offset:  # the file was replaced or truncated: start over
+            self._ids, self._offset = set(), 0
+        with open(self.path, "rb") as handle:
+            handle.seek(self._offset)
+            new = handle.read(size - self._offset)
+        whole = new[: new.rfind(b"\n") + 1]  # a last line without its newline is read again next time
+        for number, line in enumerate(whole.decode("utf-8", errors="replace").split("\n")):
+            run_id = _line_run_id(line, where=f"{self.path}: byte {self._offset}, line +{number}")
+            if run_id:
+                self._ids.add(run_id)
+        self._offset += len(whole)
+        return self._ids
 
     def _ends_with_newline(self) -> bool:
         with open(self.path, "rb") as handle:
@@ -133,6 +158,19 @@ class RunStore:
         return len(records)
 
 
+def _line_run_id(line: str, *, where: str) -> str | None:
+    """The run id of one stored line (None for a blank or torn line), without validating the whole record."""
+    if not line.strip():
+        return None
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError:
+        return None  # torn: load() reports it
+    if not isinstance(data, dict):
+        return None
+    return data.get("run_id") or record_from_dict(data, where=where).run_id
+
+
 def records_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
     """One row per run; metrics as columns (NaN where a run lacks one)."""
     rows = []
@@ -145,6 +183,12 @@ def records_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
 
 def write_csv_runs(records: Sequence[RunRecord], path: str | Path) -> None:
     """Write records in the CSV import format (extra as a JSON column)."""
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise InputError(f"output folder {folder} does not exist; create it or give a path in an existing folder",
+                         where=str(path))
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"output folder {folder} is not writable; give a path you can write", where=str(path))
     frame = records_frame(records)
     if not frame.empty:
         frame["created_at"] = [r.created_at.isoformat() for r in records]

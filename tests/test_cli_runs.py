@@ -91,3 +91,10 @@ def test_nothing_half_written_on_bad_import(tmp_path, run_cli):
     result = run_cli("runs", "import", tmp_path / "bad.csv", "--store", tmp_path / "s.jsonl")
     assert result.returncode == 2
     assert not (tmp_path / "s.jsonl").exists()
+
+
+def test_export_to_a_missing_folder_is_one_line_and_exit_2(tmp_path, run_cli):
+    (tmp_path / "a.csv").write_text(GOOD_CSV)
+    result = run_cli("runs", "export", tmp_path / "a.csv", "--csv", tmp_path / "missing" / "x.csv")
+    assert_one_line_error(result, "output folder", "does not exist", "x.csv")
+    assert not (tmp_path / "missing").exists()

@@ -54,7 +54,7 @@ def test_ladder_checkpoints_load_and_table_matches(ladder: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     table = pd.read_csv(ladder / "ladder.csv")
-    assert list(table.columns) == ["name", "params", "params_nonembed", "path", "tokens", "teacher_loss"]
+    assert list(table.columns) == ["name", "params", "params_nonembed", "path", "tokens", "teacher_loss", "not_better_than"]
     assert list(table["name"]) == ["gpt2-L1-d64", "gpt2-L2-d64"]
     for row in table.to_dict("records"):
         model = AutoModelForCausalLM.from_pretrained(ladder / row["path"])

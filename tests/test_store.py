@@ -184,3 +184,36 @@ def test_unwritable_store_is_a_clear_error(tmp_path):
     (tmp_path / "a_file").write_text("not a folder")
     with pytest.raises(InputError, match="not writable"):
         RunStore(tmp_path / "a_file" / "runs.jsonl").append(make(1))
+
+
+def test_an_append_reads_only_what_was_added_since_the_last_one(tmp_path, monkeypatch):
+    import capgap.store as store_module
+
+    path = tmp_path / "runs.jsonl"
+    RunStore(path).extend([make(i) for i in range(200)])  # a long sweep's store, written by someone else
+    store = RunStore(path)
+    parsed = []
+    real = store_module._line_run_id
+    monkeypatch.setattr(store_module, "_line_run_id", lambda line, where: parsed.append(line) or real(line, where=where))
+    assert store.append(make(200)) is True
+    assert len(parsed) == 201  # the first append reads the file once (and a blank tail)
+    parsed.clear()
+    RunStore(path).append(make(201))  # another writer appends one record
+    store_reads = len(parsed)
+    parsed.clear()
+    assert store.append(make(202)) is True
+    assert len(parsed) - 0 <= 4  # our last line and the other writer's, not the 202 before them
+    assert store.append(make(201)) is False  # the other writer's record is known
+    assert store_reads > 200  # the other writer's fresh store read the file once
+    assert [r.seed for r in store.load()] == list(range(203))
+
+
+def test_teacher_tokens_field_and_the_legacy_extra_key():
+    record = make(1, teacher_tokens=1.5e6)
+    assert record.teacher_tokens == 1_500_000
+    legacy = RunRecord.model_validate({**make(1).model_dump(), "run_id": "", "extra": {"teacher_pretrain_tokens": 1500000}})
+    assert legacy.teacher_tokens == 1_500_000 and legacy.extra == {}
+    assert legacy.run_id == record.run_id  # the id counts the teacher's tokens, wherever they were written
+    assert make(1).run_id != record.run_id
+    with pytest.raises(ValueError):
+        make(1, teacher_tokens=0)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
-from capgap.commands.ladder import add_training_flags
+from capgap.commands.ladder import add_training_flags, train_config
+from capgap.measure.config import DEFAULT_TOP_K, EVAL_TOKENS, MeasureConfig, TrainConfig
 from capgap.sizes import format_size, parse_size
 
 
@@ -17,22 +19,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="target sizes, absolute (2M,4M) or fractions of the teacher (0.4), comma-separated")
     cmd.add_argument("--runs", "--store", dest="store", required=True, metavar="RUNS.jsonl",
                      help="run store to append to (created if missing)")
-    cmd.add_argument("--student-init", default="pruned", help="pruned (default), scratch or both")
-    cmd.add_argument("--alpha", type=float, default=0.5, help="weight of CE on the data; 1-alpha weighs KD (default 0.5)")
-    cmd.add_argument("--temperature", type=float, default=1.0, help="KD temperature tau (default 1)")
+    cmd.add_argument("--student-init", default=MeasureConfig.student_init, help="pruned (default), scratch or both")
+    cmd.add_argument("--alpha", type=float, default=TrainConfig.alpha,
+                     help=f"weight of CE on the data; 1-alpha weighs KD (default {TrainConfig.alpha})")
+    cmd.add_argument("--temperature", type=float, default=TrainConfig.temperature,
+                     help=f"KD temperature tau (default {TrainConfig.temperature:g})")
     cmd.add_argument("--shard", metavar="i/n", help="run only every n-th pair, starting at i (0 <= i < n)")
     cmd.add_argument("--lambada", metavar="PATH", help='LAMBADA jsonl ({"text": ...} per line) for lambada_acc')
-    cmd.add_argument("--eval-tokens", type=lambda s: parse_size(s, what="--eval-tokens"), default=65536,
-                     help="tokens scored for eval_loss (held-out) and for wikitext2_ppl each (default 65536)")
+    cmd.add_argument("--eval-tokens", type=lambda s: parse_size(s, what="--eval-tokens"), default=EVAL_TOKENS,
+                     help=f"tokens scored for eval_loss (held-out) and for wikitext2_ppl each (default {EVAL_TOKENS})")
+    cmd.add_argument("--no-wikitext", dest="wikitext", action="store_false",
+                     help="skip the WikiText-2 evaluation (no wikitext2_ppl in the records)")
     cmd.add_argument("--compile", action="store_true", help="torch.compile the student")
     cmd.add_argument("--fast", action="store_true",
                      help="fused chunked loss from hidden states (no full-vocabulary logits); fused AdamW on CUDA")
     cmd.add_argument("--teacher-cache", metavar="DIR",
                      help="share the teacher's top-k logits among a sweep's students (written once, then read; "
                           "KD over top-k + rest; implies --fast)")
-    cmd.add_argument("--cache-top-k", type=int, default=64, help="k of --teacher-cache (default 64)")
+    cmd.add_argument("--cache-top-k", type=int, default=DEFAULT_TOP_K, help=f"k of --teacher-cache (default {DEFAULT_TOP_K})")
     add_training_flags(cmd, tokens_help="distillation tokens per run (e.g. 500k)")
     cmd.set_defaults(func=measure_command)
+
+
+def measure_config(args: argparse.Namespace) -> MeasureConfig:
+    """The sweep the flags describe."""
+    recipe = train_config(args, alpha=args.alpha, temperature=args.temperature, compile=args.compile, fast=args.fast,
+                          teacher_cache=args.teacher_cache, cache_top_k=args.cache_top_k)
+    return MeasureConfig(teachers=args.teachers, students=args.students, store=args.store, train=recipe,
+                         student_init=args.student_init, corpus=args.corpus, shard=args.shard, lambada=args.lambada,
+                         eval_tokens=args.eval_tokens, wikitext=args.wikitext, wikitext_tokens=args.eval_tokens,
+                         progress=not args.quiet)
 
 
 def measure_command(args: argparse.Namespace) -> int:
@@ -40,13 +56,7 @@ def measure_command(args: argparse.Namespace) -> int:
     from capgap.measure.sweep import measure
 
     quiet_transformers()
-    result = measure(args.teachers, args.students, tokens=args.tokens, store=args.store,
-                     student_init=args.student_init, corpus=args.corpus, alpha=args.alpha,
-                     temperature=args.temperature, seq_len=args.seq_len, batch_tokens=args.batch_tokens,
-                     micro_batch=args.micro_batch, lr=args.lr, device=args.device, seed=args.seed, shard=args.shard, lambada=args.lambada,
-                     compile=args.compile, fast=args.fast, teacher_cache=args.teacher_cache,
-                     cache_top_k=args.cache_top_k, eval_tokens=args.eval_tokens, wikitext_tokens=args.eval_tokens,
-                     progress=not args.quiet)
+    result = measure(measure_config(args), warn=lambda line: print(line, file=sys.stderr))
     if os.environ.get("RANK", "0") != "0":  # torchrun: the main process reports for all
         return 0
     for record in result.records:

@@ -16,13 +16,12 @@ import torch
 import torch.nn.functional as F
 
 from capgap.errors import InputError
+from capgap.measure.config import EVAL_TOKENS
 from capgap.measure.corpus import wikitext2_test_text
 from capgap.measure.tokenizer import encode
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-WIKITEXT2_MAX_TOKENS = 65536  # a cap for speed; the record states the count used
 
 
 @torch.no_grad()
@@ -50,7 +49,7 @@ def eval_loss(model: "PreTrainedModel", ids: torch.Tensor, *, seq_len: int, max_
     return total / scored
 
 
-def wikitext2_ids(tokenizer: "PreTrainedTokenizerBase", max_tokens: int = WIKITEXT2_MAX_TOKENS) -> torch.Tensor:
+def wikitext2_ids(tokenizer: "PreTrainedTokenizerBase", max_tokens: int = EVAL_TOKENS) -> torch.Tensor:
     """The first ``max_tokens`` token ids of the WikiText-2 test split."""
     return encode(tokenizer, wikitext2_test_text())[:max_tokens]
 

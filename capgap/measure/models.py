@@ -145,3 +145,35 @@ def load_pretrained(name: str, what: str = "config") -> Any:
     except (OSError, ValueError) as exc:
         raise InputError(f"unknown teacher {name!r} ({str(exc).splitlines()[0]}); "
                          "give a Hugging Face model name or a local checkpoint folder") from None
+
+
+# Files whose bytes are the checkpoint: its config and its weights (not the tokenizer, not a README).
+_FINGERPRINT_GLOBS = ("config.json", "*.safetensors", "*.bin")
+
+
+def checkpoint_fingerprint(source: str) -> str:
+    """16 hex digits of SHA-256 over a checkpoint's config and weight files: its identity in run ids and caches.
+
+    A folder retrained in place gets a new fingerprint. A hub name is fingerprinted through its
+    local snapshot; a name not downloaded yet is identified by the name alone ('hub:NAME').
+    """
+    import hashlib
+
+    folder = Path(source).expanduser()
+    if not folder.is_dir():
+        try:
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(source, local_files_only=True))
+        except Exception:  # not in the local cache (or no hub client): the name is all we know
+            return f"hub:{source}"
+    files = sorted({f for pattern in _FINGERPRINT_GLOBS for f in folder.glob(pattern) if f.is_file()})
+    if not files:
+        raise InputError("no config.json or weight files to fingerprint", where=str(folder))
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.name.encode() + b"\0")
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]

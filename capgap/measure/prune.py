@@ -16,29 +16,38 @@ the loss change when the unit is removed). Heads and neurons are ranked
 within each layer, hidden channels across the whole model.
 
 Shape. Hugging Face GPT2 and GPT-NeoX tie the attention width to the hidden
-size (hidden_size == num_heads * head_dim) and use one head count and one
-MLP width for every layer. We therefore keep head_dim fixed (so GPT-NeoX's
-rotary dimensions are untouched), keep the same number heads' of heads in
-every layer and hidden' = heads' * head_dim hidden channels, the channels
-chosen by their own importance (attention's inner width and the residual width only need
-equal sizes, not equal indices). This is the only choice that yields a
-normal config without adding projection layers.
+size (hidden_size == num_heads * head_dim) and use one head count, one head
+size and one MLP width for every layer. A student keeps the teacher's depth
+and takes heads' heads of head_dim' channels each, hidden' = heads' * head_dim'
+residual channels (chosen by their own importance: attention's inner width and
+the residual width only need equal sizes, not equal indices) and inner' MLP
+neurons. This is the only choice that yields a normal config without adding
+projection layers. Cutting a head's channels (head_dim' < head_dim) keeps the
+same channels of its query, key and value, ranked by the importance of the
+head's output channels; the query is scaled by sqrt(head_dim' / head_dim) so
+the attention logits keep their scale. GPT-NeoX keeps every rotary channel
+(head_dim' >= rotary dims) and its rotary frequencies.
 
 Sparsity. An overall sparsity p is split per dimension as
-p' = 1 - sqrt(1 - p): heads (hence hidden) and MLP neurons each keep a
-fraction sqrt(1 - p), so every weight matrix keeps about 1 - p of its
-entries. For an absolute target, p is found by bisection on the exact
-parameter count (``capgap.sizes.count_params``). Heads move the count in big
-steps (head_dim hidden channels each), so the MLP width, which moves it by
-one neuron per layer, absorbs the remainder: of all head counts whose MLP
-width lands on the target, we take the one whose width is closest to the
-rule's inner * sqrt(1 - p). Example, GPT2-124M to 50M: p = 0.71, 7 of 12
-heads (hidden 448), MLP 1611 of 3072 neurons (the rule says 1662), 49,997,764
-parameters.
+p' = 1 - sqrt(1 - p): hidden channels and MLP neurons each keep a fraction
+sqrt(1 - p), so every weight matrix keeps about 1 - p of its entries. For an
+absolute target, p is found by bisection on the exact parameter count
+(``capgap.sizes.count_params``); then the plan searches heads', head_dim' and
+inner' together. Whole heads move the count in big steps, so first: of all
+head counts at the teacher's head size whose MLP width lands within half a
+neuron per layer of the target, the one whose width is closest to the rule's
+inner * sqrt(1 - p) (GPT2-124M to 50M: 7 of 12 heads, hidden 448, MLP 1611 of
+3072 neurons, 49,997,764 parameters). Where no whole-head shape lands (tiny
+models, whose embeddings dominate the count), smaller heads fill the gap:
+every (heads', head_dim') pair is tried, and the shape closest to the rule in
+both hidden and MLP width wins. Failing that, the closest size within the
+stated tolerance.
 
-Tolerance of ``prune_to_params``: |actual - target| <= ceil(L * (2 * hidden' + 1) / 2),
-half a neuron in every layer (one neuron costs 2 * hidden' + 1 parameters
-per layer). For GPT2-124M pruned to 50M that is 5,382 parameters (0.01%).
+Tolerance of ``prune_to_params``: |actual - target| <= max(2% of the target,
+one MLP neuron in every layer = L * (2 * hidden' + 1)), stated in the report;
+the plan usually lands within half a neuron per layer. Between the smallest
+prunable student (1 head of the smallest head size, 1 neuron per layer) and
+the teacher every target is reachable; outside, the error names the range.
 
 The returned model carries a ``prune_report`` attribute (:class:`PruneReport`)
 with what was kept and the teacher's and student's parameter counts
@@ -51,7 +60,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -59,7 +68,7 @@ from scipy.optimize import bisect
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from capgap.errors import InputError
-from capgap.sizes import ParamCount, count_params, parse_size
+from capgap.sizes import ParamCount, count_params, format_size, parse_size
 
 Measure = Literal["total", "nonembed"]
 MEASURES = ("total", "nonembed")
@@ -114,9 +123,11 @@ class PruneReport(BaseModel):
     teacher: ParamCount
     student: ParamCount
     num_heads: int
+    head_dim: int
     hidden_size: int
     intermediate_size: int
     kept_heads: list[list[int]]  # per layer, teacher head indices
+    kept_head_channels: list[int]  # channels of each kept head (indices within a teacher head; all when uncut)
     kept_neurons: list[list[int]]  # per layer, teacher MLP neuron indices
     kept_hidden: list[int]  # teacher residual channel indices
 
@@ -129,12 +140,24 @@ class MaskImportance(BaseModel):
     heads: torch.Tensor  # (layers, heads)
     neurons: torch.Tensor  # (layers, intermediate)
     hidden: torch.Tensor  # (hidden,)
+    head_channels: torch.Tensor | None = None  # (layers, heads * head_dim): each head's output channels
 
 
 @dataclass(frozen=True)
 class _Shape:
     heads: int
     inner: int
+    head_dim: int
+
+
+class ShapePlan(NamedTuple):
+    """A student shape cut from a teacher: what ``plan_shape`` returns."""
+
+    heads: int
+    head_dim: int
+    intermediate_size: int
+    sparsity: float  # p of the per-dimension rule
+    tolerance: int  # stated bound on |student - target|
 
 
 # -- model anatomy -------------------------------------------------------------
@@ -160,12 +183,34 @@ def _dims(model: PreTrainedModel, fam: _Family) -> tuple[int, int, int, int]:
     return len(_blocks(model, fam)), heads, hidden // heads, inner
 
 
+def _rotary_dims(model: PreTrainedModel, fam: _Family) -> int:
+    """Rotary channels per head (GPT-NeoX); 0 for GPT2."""
+    if not fam.qkv_head_major:
+        return 0
+    _, _, head_dim, _ = _dims(model, fam)
+    rope = getattr(model.config, "rope_parameters", None) or {}
+    factor = rope.get("partial_rotary_factor", getattr(model.config, "rotary_pct", 1.0))
+    return int(head_dim * factor)
+
+
 def _config_dict(model: PreTrainedModel, fam: _Family, shape: _Shape) -> dict[str, Any]:
     _, _, head_dim, _ = _dims(model, fam)
     cfg = model.config.to_dict()
-    cfg.update({fam.hidden_key: shape.heads * head_dim, fam.heads_key: shape.heads,
+    cfg.update({fam.hidden_key: shape.heads * shape.head_dim, fam.heads_key: shape.heads,
                 fam.inner_key: shape.inner})
+    if shape.head_dim != head_dim and fam.qkv_head_major:
+        # Keep the same rotary channels: int(head_dim' * factor) must be the teacher's count (the 0.5 absorbs rounding).
+        factor = (_rotary_dims(model, fam) + 0.5) / shape.head_dim
+        if isinstance(cfg.get("rope_parameters"), dict):
+            cfg["rope_parameters"] = {**cfg["rope_parameters"], "partial_rotary_factor": factor}
+        if "rotary_pct" in cfg:
+            cfg["rotary_pct"] = factor
     return cfg
+
+
+def student_config_dict(model: PreTrainedModel, plan: ShapePlan) -> dict[str, Any]:
+    """The teacher's config resized to a planned shape (``model`` may live on the meta device)."""
+    return _config_dict(model, _family(model), _Shape(plan.heads, plan.intermediate_size, plan.head_dim))
 
 
 def _count(model: PreTrainedModel, fam: _Family, shape: _Shape, measure: Measure) -> int:
@@ -203,13 +248,14 @@ def compute_importance(model: PreTrainedModel, calib_batches: Sequence[torch.Lon
     head_mask = torch.ones(layers, heads, device=param.device, dtype=param.dtype, requires_grad=True)
     neuron_mask = torch.ones(layers, inner, device=param.device, dtype=param.dtype, requires_grad=True)
     hidden_mask = torch.ones(hidden, device=param.device, dtype=param.dtype, requires_grad=True)
+    channel_mask = torch.ones(layers, hidden, device=param.device, dtype=param.dtype, requires_grad=True)
 
     def scale_output(module, args, output):
         return output * hidden_mask
 
     def scale_heads(layer: int):
         def hook(module, args):
-            x = args[0]
+            x = args[0] * channel_mask[layer]
             x = (x.unflatten(-1, (heads, head_dim)) * head_mask[layer][:, None]).flatten(-2)
             return (x, *args[1:])
         return hook
@@ -229,7 +275,7 @@ def compute_importance(model: PreTrainedModel, calib_batches: Sequence[torch.Lon
                     mlp_out.register_forward_hook(scale_output)]
 
     scores = [torch.zeros(m.shape, dtype=torch.float32, device=param.device)
-              for m in (head_mask, neuron_mask, hidden_mask)]
+              for m in (head_mask, neuron_mask, hidden_mask, channel_mask)]
     was_training = model.training
     model.eval()  # no dropout: the scores should not depend on its draws
     try:
@@ -237,14 +283,15 @@ def compute_importance(model: PreTrainedModel, calib_batches: Sequence[torch.Lon
             for batch in calib_batches:
                 batch = batch.to(param.device)
                 loss = model(input_ids=batch, labels=batch, use_cache=False).loss
-                grads = torch.autograd.grad(loss, [head_mask, neuron_mask, hidden_mask])
+                grads = torch.autograd.grad(loss, [head_mask, neuron_mask, hidden_mask, channel_mask])
                 for total, grad in zip(scores, grads):
                     total += grad.detach().float().abs()
     finally:
         for handle in handles:
             handle.remove()
         model.train(was_training)
-    return MaskImportance(heads=scores[0].cpu(), neurons=scores[1].cpu(), hidden=scores[2].cpu())
+    return MaskImportance(heads=scores[0].cpu(), neurons=scores[1].cpu(), hidden=scores[2].cpu(),
+                          head_channels=scores[3].cpu())
 
 
 def _top(scores: torch.Tensor, k: int) -> list[int]:
@@ -255,16 +302,42 @@ def _top(scores: torch.Tensor, k: int) -> list[int]:
 
 # -- building the student ------------------------------------------------------
 
-def _qkv_rows(heads: list[int], head_dim: int, hidden: int, head_major: bool) -> torch.Tensor:
-    """Output indices of the fused QKV projection that belong to the kept heads."""
-    dims = torch.arange(head_dim)
+def _qkv_rows(heads: list[int], head_dim: int, hidden: int, head_major: bool, channels: list[int]) -> torch.Tensor:
+    """Output indices of the fused QKV projection that belong to the kept heads' kept channels."""
+    dims = torch.tensor(channels)
     if head_major:  # NeoX: per head, [q | k | v] of head_dim each
         return torch.cat([h * 3 * head_dim + part * head_dim + dims for h in heads for part in range(3)])
     return torch.cat([part * hidden + h * head_dim + dims for part in range(3) for h in heads])
 
 
-def _head_cols(heads: list[int], head_dim: int) -> torch.Tensor:
-    return torch.cat([h * head_dim + torch.arange(head_dim) for h in heads])
+def _head_cols(heads: list[int], head_dim: int, channels: list[int]) -> torch.Tensor:
+    return torch.cat([h * head_dim + torch.tensor(channels) for h in heads])
+
+
+def _kept_channels(model: PreTrainedModel, fam: _Family, importance: MaskImportance, keep: int) -> list[int]:
+    """Which channels of every head to keep (one choice for all heads): rotary ones always, the rest by importance.
+
+    A channel's score sums its output's |dL/dz| over all layers and heads (zeros without scores: the first ones).
+    """
+    layers, heads, head_dim, _ = _dims(model, fam)
+    if keep == head_dim:
+        return list(range(head_dim))
+    rotary = _rotary_dims(model, fam)
+    scores = (importance.head_channels if importance.head_channels is not None
+              else torch.zeros(layers, heads * head_dim)).reshape(layers, heads, head_dim).sum(dim=(0, 1))
+    return list(range(rotary)) + [rotary + i for i in _top(scores[rotary:], keep - rotary)]
+
+
+def _scale_queries(qkv: torch.nn.Module, fam: _Family, heads: int, head_dim: int, factor: float) -> None:
+    """Multiply the query part of a fused QKV projection by ``factor`` (student layout)."""
+    if fam.qkv_head_major:  # NeoX rows: per head [q | k | v]
+        rows = torch.cat([h * 3 * head_dim + torch.arange(head_dim) for h in range(heads)])
+        qkv.weight[rows] *= factor
+    else:  # GPT2 Conv1D columns: [all q | all k | all v]
+        rows = torch.arange(heads * head_dim)
+        qkv.weight[:, rows] *= factor
+    if getattr(qkv, "bias", None) is not None:
+        qkv.bias[rows.to(qkv.bias.device)] *= factor
 
 
 def _copy_projection(dst: torch.nn.Module, src: torch.nn.Module, inputs: torch.Tensor,
@@ -284,7 +357,7 @@ def _copy_norm(dst: torch.nn.Module, src: torch.nn.Module, channels: torch.Tenso
 
 
 def _build(model: PreTrainedModel, fam: _Family, shape: _Shape, importance: MaskImportance
-           ) -> tuple[PreTrainedModel, list[list[int]], list[list[int]], list[int]]:
+           ) -> tuple[PreTrainedModel, list[list[int]], list[list[int]], list[int], list[int]]:
     layers, heads, head_dim, _ = _dims(model, fam)
     hidden = heads * head_dim
     config = type(model.config).from_dict(_config_dict(model, fam, shape))
@@ -296,7 +369,8 @@ def _build(model: PreTrainedModel, fam: _Family, shape: _Shape, importance: Mask
     if type(student) is not type(model):
         raise InputError(f"cannot prune a {type(model).__name__}; accepted: GPT2LMHeadModel, GPTNeoXForCausalLM")
 
-    kept_hidden = _top(importance.hidden, shape.heads * head_dim)
+    kept_hidden = _top(importance.hidden, shape.heads * shape.head_dim)
+    channels = _kept_channels(model, fam, importance, shape.head_dim)
     kept_heads = [_top(importance.heads[i], shape.heads) for i in range(layers)]
     kept_neurons = [_top(importance.neurons[i], shape.inner) for i in range(layers)]
     dev = param.device
@@ -318,9 +392,12 @@ def _build(model: PreTrainedModel, fam: _Family, shape: _Shape, importance: Mask
             for norm in fam.norms:
                 _copy_norm(getattr(dst, norm), getattr(src, norm), hid)
             src_attn, dst_attn = getattr(src, fam.attention), getattr(dst, fam.attention)
-            qkv = _qkv_rows(kept_heads[i], head_dim, hidden, fam.qkv_head_major).to(dev)
+            qkv = _qkv_rows(kept_heads[i], head_dim, hidden, fam.qkv_head_major, channels).to(dev)
             _copy_projection(getattr(dst_attn, fam.qkv), getattr(src_attn, fam.qkv), hid, qkv, fam.conv1d)
-            head_cols = _head_cols(kept_heads[i], head_dim).to(dev)
+            if shape.head_dim != head_dim:  # logits are divided by sqrt(head_dim'): keep the teacher's scale
+                _scale_queries(getattr(dst_attn, fam.qkv), fam, shape.heads, shape.head_dim,
+                               math.sqrt(shape.head_dim / head_dim))
+            head_cols = _head_cols(kept_heads[i], head_dim, channels).to(dev)
             _copy_projection(getattr(dst_attn, fam.attn_out), getattr(src_attn, fam.attn_out),
                              head_cols, hid, fam.conv1d)
             neurons = torch.tensor(kept_neurons[i], device=dev)
@@ -328,19 +405,27 @@ def _build(model: PreTrainedModel, fam: _Family, shape: _Shape, importance: Mask
             _copy_projection(getattr(dst.mlp, fam.mlp_out), getattr(src.mlp, fam.mlp_out), neurons, hid, fam.conv1d)
 
     student.train(model.training)
-    return student, kept_heads, kept_neurons, kept_hidden
+    return student, kept_heads, kept_neurons, kept_hidden, channels
 
 
 # -- sizing --------------------------------------------------------------------
 
-def _shape_for_sparsity(heads: int, inner: int, sparsity: float) -> _Shape:
+def _shape_for_sparsity(heads: int, inner: int, head_dim: int, sparsity: float) -> _Shape:
     keep = math.sqrt(1.0 - sparsity)  # per-dimension keep fraction: p' = 1 - sqrt(1 - p)
-    return _Shape(heads=max(1, round(heads * keep)), inner=max(1, round(inner * keep)))
+    return _Shape(heads=max(1, round(heads * keep)), inner=max(1, round(inner * keep)), head_dim=head_dim)
 
 
 def _neuron_cost(layers: int, hidden: int) -> int:
     """Parameters one MLP neuron adds in every layer: a row in, a bias, a column out."""
     return layers * (2 * hidden + 1)
+
+
+RELATIVE_TOLERANCE = 0.02  # a student within 2% of its target size is that size for any law fit
+
+
+def stated_tolerance(target: int, layers: int, hidden: int) -> int:
+    """The bound a plan promises: 2% of the target, or one MLP neuron per layer where that is coarser."""
+    return max(math.ceil(RELATIVE_TOLERANCE * target), _neuron_cost(layers, hidden))
 
 
 def _check_measure(measure: str) -> None:
@@ -358,13 +443,13 @@ def _prune(model: PreTrainedModel, fam: _Family, shape: _Shape, sparsity: float,
     if (tuple(importance.heads.shape), tuple(importance.neurons.shape), tuple(importance.hidden.shape)) != expected:
         raise InputError("importance scores were computed for another model; "
                          "accepted: compute_importance(model, ...) of this teacher")
-    student, kept_heads, kept_neurons, kept_hidden = _build(model, fam, shape, importance)
+    student, kept_heads, kept_neurons, kept_hidden, channels = _build(model, fam, shape, importance)
     student.prune_report = PruneReport(
         family=model.config.model_type, sparsity=sparsity, target_params=target,
         measure=measure, tolerance=tolerance, teacher=count_params(model.config.to_dict()),
-        student=count_params(student.config.to_dict()), num_heads=shape.heads,
-        hidden_size=shape.heads * head_dim, intermediate_size=shape.inner, kept_heads=kept_heads,
-        kept_neurons=kept_neurons, kept_hidden=kept_hidden)
+        student=count_params(student.config.to_dict()), num_heads=shape.heads, head_dim=shape.head_dim,
+        hidden_size=shape.heads * shape.head_dim, intermediate_size=shape.inner, kept_heads=kept_heads,
+        kept_head_channels=channels, kept_neurons=kept_neurons, kept_hidden=kept_hidden)
     return student
 
 
@@ -379,65 +464,94 @@ def prune_by_sparsity(model: PreTrainedModel, sparsity: float, calib_batches: Se
     fam = _family(model)
     if not (isinstance(sparsity, (int, float)) and 0.0 <= sparsity < 1.0):
         raise InputError(f"sparsity {sparsity!r} is out of range; accepted: a number in [0, 1)")
-    _, heads, _, inner = _dims(model, fam)
-    shape = _shape_for_sparsity(heads, inner, float(sparsity))
+    _, heads, head_dim, inner = _dims(model, fam)
+    shape = _shape_for_sparsity(heads, inner, head_dim, float(sparsity))
     return _prune(model, fam, shape, float(sparsity), calib_batches, importance, None, "total", None)
 
 
-def plan_shape(model: PreTrainedModel, target_params: int, *, measure: Measure = "total"
-               ) -> tuple[int, int, float, int]:
-    """(heads, intermediate, sparsity, tolerance) that prune `model` to `target_params`.
+class _Candidate(NamedTuple):
+    error: int  # |count - target|
+    heads: int
+    head_dim: int
+    inner: int
 
-    Bisection finds the sparsity p whose sqrt(1 - p) rule meets the target;
-    then each head count gets the MLP width that lands on the target, and the
-    head count whose width is closest to the rule's wins.
+
+def _candidates(model: PreTrainedModel, fam: _Family, target: int, measure: Measure) -> list[_Candidate]:
+    """For every (heads', head_dim'), the MLP width whose count lands nearest the target."""
+    layers, heads, head_dim, inner = _dims(model, fam)
+    found = []
+    for d in range(head_dim, max(1, _rotary_dims(model, fam)) - 1, -1):
+        for h in range(1, heads + 1):
+            cost = _neuron_cost(layers, h * d)
+            base = _count(model, fam, _Shape(h, 1, d), measure) - cost  # count_params reads width 0 as 4*hidden
+            width = min(max(round((target - base) / cost), 1), inner)
+            found.append(_Candidate(abs(base + width * cost - target), h, d, width))
+    return found
+
+
+def plan_shape(model: PreTrainedModel, target_params: int, *, measure: Measure = "total") -> ShapePlan:
+    """The student shape that prunes `model` to `target_params` (module doc, "Sparsity").
+
+    Bisection finds the sparsity p whose sqrt(1 - p) rule meets the target; then heads', head_dim'
+    and the MLP width are searched together: whole heads first, smaller heads where no whole-head
+    shape lands within half a neuron per layer, else the closest shape within the stated tolerance.
     """
     fam = _family(model)
     _check_measure(measure)
     target = parse_size(target_params, what="target student size")
     layers, heads, head_dim, inner = _dims(model, fam)
-    teacher = _count(model, fam, _Shape(heads, inner), measure)
+    teacher = _count(model, fam, _Shape(heads, inner, head_dim), measure)
+    smallest_dim = max(1, _rotary_dims(model, fam))
+    smallest = _count(model, fam, _Shape(1, 1, smallest_dim), measure)
+    reachable = (f"reachable from this teacher: {smallest} to {teacher - 1} {measure} parameters "
+                 f"({format_size(smallest)} to {format_size(teacher)})")
     if target >= teacher:
         raise InputError(f"target student size {target} is not smaller than the teacher "
-                         f"({teacher} {measure} parameters); accepted: a smaller size")
-    smallest = _count(model, fam, _Shape(1, 1), measure)
+                         f"({teacher} {measure} parameters); {reachable}")
     if target < smallest:
         raise InputError(f"target student size {target} is below the smallest prunable student "
-                         f"(1 head, 1 MLP neuron per layer: {smallest} {measure} parameters)")
+                         f"(1 head of {smallest_dim} channels, 1 MLP neuron per layer); {reachable}")
 
     def excess(p: float) -> float:
-        return _count(model, fam, _shape_for_sparsity(heads, inner, p), measure) - target
+        return _count(model, fam, _shape_for_sparsity(heads, inner, head_dim, p), measure) - target
 
     sparsity = 1.0 if excess(1.0) >= 0 else bisect(excess, 0.0, 1.0, xtol=1e-9)
-    rule_inner = inner * math.sqrt(1.0 - sparsity)
-    # Heads come in steps of head_dim hidden channels; of the head counts whose MLP
-    # width can land on the target, take the one whose width strays least from the rule's.
-    best: tuple[float, int, int, int] | None = None
-    for h in range(1, heads + 1):
-        cost = _neuron_cost(layers, h * head_dim)
-        base = _count(model, fam, _Shape(h, 1), measure) - cost  # count_params reads width 0 as 4*hidden
-        width = round((target - base) / cost)
-        tolerance = math.ceil(cost / 2)
-        if 1 <= width <= inner and abs(base + width * cost - target) <= tolerance:
-            best = min(best or (math.inf,), (abs(width - rule_inner), h, width, tolerance))
-    if best is None:  # unreachable for ordinary shapes: the smallest student was checked above
-        raise InputError(f"no head count and MLP width reach {target} {measure} parameters "
-                         f"within half a neuron per layer")
-    _, h, width, tolerance = best
-    return h, width, sparsity, tolerance
+    keep = max(math.sqrt(1.0 - sparsity), 1e-9)  # p = 1 only when the target is at the smallest size
+    candidates = _candidates(model, fam, target, measure)
+
+    def lands(c: _Candidate) -> bool:  # within half a neuron per layer
+        return c.error <= math.ceil(_neuron_cost(layers, c.heads * c.head_dim) / 2)
+
+    def off_rule(c: _Candidate) -> tuple[float, int]:  # distance from the sqrt(1 - p) rule in both widths
+        return (abs(math.log(c.heads * c.head_dim / (heads * head_dim * keep)))
+                + abs(math.log(c.inner / (inner * keep))), -c.head_dim)
+
+    whole = [c for c in candidates if c.head_dim == head_dim and lands(c)]
+    landing = [c for c in candidates if lands(c)]
+    if whole:  # whole heads: the width closest to the rule's
+        best = min(whole, key=lambda c: (abs(c.inner - inner * keep), c.heads))
+    elif landing:
+        best = min(landing, key=off_rule)
+    else:
+        best = min(candidates, key=lambda c: (c.error, off_rule(c)))
+    tolerance = stated_tolerance(target, layers, best.heads * best.head_dim)
+    if best.error > tolerance:  # not seen for GPT2 or Pythia shapes: the search is dense between the bounds
+        raise InputError(f"no shape reaches {target} {measure} parameters within {tolerance} (closest: "
+                         f"{best.error} away); {reachable}")
+    return ShapePlan(best.heads, best.head_dim, best.inner, sparsity, tolerance)
 
 
 def prune_to_params(model: PreTrainedModel, target_params: int, calib_batches: Sequence[torch.LongTensor],
                     *, measure: Measure = "total", importance: MaskImportance | None = None) -> PreTrainedModel:
     """Prune `model` to `target_params` parameters (``measure``: total or nonembed).
 
-    The result is a new model of the same class, within
-    ``prune_report.tolerance`` (half an MLP neuron per layer) of the target.
-    Pass ``importance`` from :func:`compute_importance` to reuse one
-    teacher's scores for several student sizes.
+    The result is a new model of the same class, within ``prune_report.tolerance``
+    (2% of the target, or one MLP neuron per layer where that is coarser) of the target;
+    ``prune_report.student`` holds the size achieved. Pass ``importance`` from
+    :func:`compute_importance` to reuse one teacher's scores for several student sizes.
     """
     fam = _family(model)
-    heads, inner, sparsity, tolerance = plan_shape(model, target_params, measure=measure)
+    plan = plan_shape(model, target_params, measure=measure)
     target = parse_size(target_params, what="target student size")
-    return _prune(model, fam, _Shape(heads, inner), sparsity, calib_batches, importance,
-                  target, measure, tolerance)
+    return _prune(model, fam, _Shape(plan.heads, plan.intermediate_size, plan.head_dim), plan.sparsity,
+                  calib_batches, importance, target, measure, plan.tolerance)

@@ -1,13 +1,12 @@
 """Students of a target size made from a teacher: pruned from it, or fresh with the same shape.
 
 Both inits share one architecture for a given (teacher, target): the shape the
-pruner plans (teacher's depth and head size, fewer heads, hidden channels and
+pruner plans (teacher's depth, fewer heads, possibly smaller ones, hidden channels and
 MLP neurons), so a pruned and a scratch student differ only in their weights.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +20,6 @@ if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel
 
 INITS = ("pruned", "scratch")
-_SHAPE_KEYS = {"gpt2": ("n_embd", "n_head", "n_inner"), "gpt_neox": ("hidden_size", "num_attention_heads",
-                                                                     "intermediate_size")}
 
 
 def student_config(teacher: "PretrainedConfig", target_params: int) -> "PretrainedConfig":
@@ -36,14 +33,8 @@ def student_config(teacher: "PretrainedConfig", target_params: int) -> "Pretrain
 
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(teacher)
-    heads, inner, _, _ = prune.plan_shape(skeleton, target_params)
-    width_key, heads_key, inner_key = _SHAPE_KEYS[teacher.model_type]
-    head_dim = getattr(teacher, width_key) // getattr(teacher, heads_key)
-    config = copy.deepcopy(teacher)
-    setattr(config, width_key, heads * head_dim)
-    setattr(config, heads_key, heads)
-    setattr(config, inner_key, inner)
-    return config
+    plan = prune.plan_shape(skeleton, target_params)
+    return type(teacher).from_dict(prune.student_config_dict(skeleton, plan))
 
 
 def scratch_student(teacher: "PreTrainedModel", target_params: int, seed: int) -> "PreTrainedModel":

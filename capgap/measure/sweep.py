@@ -16,20 +16,21 @@ import subprocess
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from capgap.errors import InputError
 from capgap.measure.corpus import load_corpus
-from capgap.measure.evaluate import (WIKITEXT2_MAX_TOKENS, eval_loss, lambada_acc, read_lambada, wikitext2_ids,
-                                     wikitext2_ppl)
-from capgap.measure.ladder import EVAL_TOKENS, read_ladder
-from capgap.measure.models import family_of, load_pretrained, param_count
+from capgap.ladder_quality import Teacher as RankedTeacher
+from capgap.ladder_quality import inversions
+from capgap.measure.config import MeasureConfig
+from capgap.measure.evaluate import eval_loss, lambada_acc, read_lambada, wikitext2_ids, wikitext2_ppl
+from capgap.measure.ladder import read_ladder
+from capgap.measure.models import checkpoint_fingerprint, family_of, load_pretrained, param_count
 from capgap.measure.students import INITS, make_student, student_config
 from capgap.measure.tokenizer import encode, require_same_tokenizer, vocab_fingerprint
 from capgap.measure.parallel import close_distributed, init_distributed
-from capgap.measure.teacher_cache import DEFAULT_TOP_K
 from capgap.measure.train import TrainConfig, plan_steps, resolve_device, train
 from capgap.records import RunRecord, run_id_for
 from capgap.sizes import distill_flops, format_size, parse_size
@@ -51,6 +52,8 @@ class Teacher:
     params_nonembed: int
     pretrain_tokens: int | None = None  # from ladder.csv
     config: Any = field(default=None, compare=False, repr=False)
+    fingerprint: str = ""  # SHA-256 of its config and weights: a rung retrained in place is another teacher
+    loss: float | None = None  # held-out loss from ladder.csv (the sweep measures its own before the runs)
 
 
 @dataclass(frozen=True)
@@ -120,15 +123,17 @@ def resolve_teachers(spec: str) -> list[Teacher]:
         for rung in read_ladder(path):
             config = load_pretrained(str(base / rung.path), "config")
             counts = param_count(config)
-            teachers.append(Teacher(rung.name, str(base / rung.path), family_of(config), counts.total,
-                                    counts.nonembed, rung.tokens, config))
+            source = str(base / rung.path)
+            teachers.append(Teacher(rung.name, source, family_of(config), counts.total, counts.nonembed,
+                                    rung.tokens, config, checkpoint_fingerprint(source), rung.teacher_loss))
         return teachers
     teachers = []
     for name in (s.strip() for s in spec.split(",") if s.strip()):
         config = load_pretrained(name, "config")
         counts = param_count(config)
         identity = Path(name).name if Path(name).expanduser().is_dir() else name
-        teachers.append(Teacher(identity, name, family_of(config), counts.total, counts.nonembed, None, config))
+        teachers.append(Teacher(identity, name, family_of(config), counts.total, counts.nonembed, None, config,
+                                checkpoint_fingerprint(name)))
     if not teachers:
         raise InputError("--teachers is empty; give a ladder folder, its ladder.csv, or names/folders")
     return teachers
@@ -194,36 +199,37 @@ class _Prepared:
     tokenizer: Any
     train_ids: torch.Tensor
     heldout_ids: torch.Tensor
-    wikitext_ids: torch.Tensor
+    wikitext_ids: torch.Tensor | None  # None: no wikitext2_ppl in this sweep
 
 
-def measure(teachers: str, students: str, *, tokens: int, store: str | Path, student_init: str = "pruned",
-            corpus: str = "shakespeare", alpha: float = 0.5, temperature: float = 1.0, seq_len: int = 256,
-            batch_tokens: int = 16384, micro_batch: int = 16, lr: float = 1e-3, device: str = "cpu", seed: int = 0,
-            shard: str | None = None, lambada: str | None = None, compile: bool = False,
-            fast: bool = False, teacher_cache: str | None = None, cache_top_k: int = DEFAULT_TOP_K,
-            eval_tokens: int = EVAL_TOKENS, wikitext_tokens: int = WIKITEXT2_MAX_TOKENS,
-            progress: bool = True) -> SweepResult:
-    """Run every pending pair of the sweep (this shard's share); append one record per finished pair."""
-    if not 0.0 <= alpha <= 1.0:
-        raise InputError(f"--alpha {alpha} out of range; accepted: 0 <= alpha <= 1 (weight of CE on the data)")
-    if temperature <= 0:
-        raise InputError(f"--temperature {temperature} must be positive")
-    if teacher_cache and cache_top_k < 1:
-        raise InputError(f"--cache-top-k {cache_top_k} must be at least 1 (default 64)")
+def ladder_warnings(teachers: list[Teacher]) -> list[str]:
+    """One line per teacher of a ladder that is not better than a smaller one (ladder.csv losses)."""
+    ranked = [RankedTeacher(t.name, t.params, t.loss) for t in teachers if t.loss is not None]
+    return [f"warning: {inv.sentence()}" for inv in inversions(ranked)]
+
+
+def measure(config: MeasureConfig, *, warn: Callable[[str], None] | None = None) -> SweepResult:
+    """Run every pending pair of the sweep (this shard's share); append one record per finished pair.
+
+    ``warn`` receives one line per teacher-quality inversion of the ladder before any run.
+    """
+    recipe = config.train
+    if not 0.0 <= recipe.alpha <= 1.0:
+        raise InputError(f"--alpha {recipe.alpha} out of range; accepted: 0 <= alpha <= 1 (weight of CE on the data)")
+    if recipe.temperature <= 0:
+        raise InputError(f"--temperature {recipe.temperature} must be positive")
+    if recipe.teacher_cache and recipe.cache_top_k < 1:
+        raise InputError(f"--cache-top-k {recipe.cache_top_k} must be at least 1")
     # Under torchrun every process runs the sweep on its own device; only the main one records.
-    context = init_distributed(resolve_device(device))
+    context = init_distributed(resolve_device(recipe.device))
     torch_device = context.device
-    store_path = Path(store)
+    store_path = Path(config.store)
     _check_store_writable(store_path)
-    shard_index, shard_count = parse_shard(shard)
-    inits, targets = parse_inits(student_init), parse_targets(students)
-    lambada_texts = read_lambada(lambada) if lambada else None
-    teacher_list = resolve_teachers(teachers)
-    text = load_corpus(corpus)
-    config = TrainConfig(tokens=tokens, seq_len=seq_len, batch_tokens=batch_tokens, micro_batch=micro_batch, lr=lr,
-                         alpha=alpha, temperature=temperature, seed=seed, device=device, compile=compile,
-                         fast=fast, teacher_cache=teacher_cache, cache_top_k=cache_top_k)
+    shard_index, shard_count = parse_shard(config.shard)
+    inits, targets = parse_inits(config.student_init), parse_targets(config.students)
+    lambada_texts = read_lambada(config.lambada) if config.lambada else None
+    teacher_list = resolve_teachers(config.teachers)
+    text = load_corpus(config.corpus)
 
     # One tokenizer per family: the first teacher's. Every student of the family uses it, so
     # their metrics are comparable; a teacher with another tokenizer is refused.
@@ -233,9 +239,9 @@ def measure(teachers: str, students: str, *, tokens: int, store: str | Path, stu
         tok = load_pretrained(teacher.source, "tokenizer")
         if teacher.family not in prepared:
             train_ids = encode(tok, text.train_text)
-            plan_steps(config, len(train_ids))  # corpus too small: refused before any run
-            prepared[teacher.family] = _Prepared(tok, train_ids, encode(tok, text.heldout_text),
-                                                 wikitext2_ids(tok, wikitext_tokens))
+            plan_steps(recipe, len(train_ids))  # corpus too small: refused before any run
+            wikitext = wikitext2_ids(tok, config.wikitext_tokens) if config.wikitext else None
+            prepared[teacher.family] = _Prepared(tok, train_ids, encode(tok, text.heldout_text), wikitext)
             first_teacher[teacher.family] = teacher.name
         require_same_tokenizer(tok, prepared[teacher.family].tokenizer, teacher_name=f"teacher {teacher.name}",
                                student_name=f"the {teacher.family} students (tokenizer of "
@@ -243,24 +249,29 @@ def measure(teachers: str, students: str, *, tokens: int, store: str | Path, stu
 
     fingerprints = {family: vocab_fingerprint(data.tokenizer) for family, data in prepared.items()}
     pairs = plan_pairs(teacher_list, targets, inits)
-    identity = {"corpus": text.name, "tokens": tokens, "seq_len": seq_len, "batch_tokens": batch_tokens, "lr": lr,
-                "alpha": alpha, "temperature": temperature, "seed": seed}
-    if teacher_cache:  # KD over the teacher's top-k + rest is another experiment than the exact KD
-        identity["teacher_top_k"] = cache_top_k
+    identity = {"corpus": text.name, "tokens": recipe.tokens, "seq_len": recipe.seq_len,
+                "batch_tokens": recipe.batch_tokens, "lr": recipe.lr, "alpha": recipe.alpha,
+                "temperature": recipe.temperature, "seed": recipe.seed}
+    if recipe.teacher_cache:  # KD over the teacher's top-k + rest is another experiment than the exact KD
+        identity["teacher_top_k"] = recipe.cache_top_k
     pairs = [Pair(p.teacher, p.target, p.target_spec, p.init, run_id_for({
         **identity, "teacher": p.teacher.name, "teacher_params": p.teacher.params,
-        "teacher_pretrain_tokens": p.teacher.pretrain_tokens,
+        "teacher_fingerprint": p.teacher.fingerprint, "teacher_pretrain_tokens": p.teacher.pretrain_tokens,
         "tokenizer": fingerprints[p.teacher.family], "family": p.teacher.family,
         "target": p.target, "init": p.init})) for i, p in enumerate(pairs) if i % shard_count == shard_index]
-    finished = RunStore(store_path).run_ids() if store_path.exists() and store_path.stat().st_size else set()
+    run_store = RunStore(store_path)
+    finished = run_store.run_ids() if store_path.exists() and store_path.stat().st_size else set()
     pending = [p for p in pairs if p.run_id not in finished]
     result = SweepResult(planned=len(pairs), skipped=len(pairs) - len(pending), added=0)
+    if warn is not None and context.is_main:
+        for line in ladder_warnings(teacher_list):
+            warn(line)
 
-    runner = _PairRunner(config, torch_device, prepared, lambada_texts, eval_tokens, progress, text.name)
+    runner = _PairRunner(recipe, torch_device, prepared, lambada_texts, config.eval_tokens, config.progress, text.name)
     for number, pair in enumerate(pending, start=1):
         label = f"[{number}/{len(pending)}] {pair.init} {pair.target_spec} <- {pair.teacher.name}"
         record = runner.run(pair, label)
-        if context.is_main and RunStore(store_path).append(record):
+        if context.is_main and run_store.append(record):
             result.added += 1
             result.records.append(record)
     close_distributed(context)  # every DDP wrapper went with its train() call (see close_distributed)
@@ -276,7 +287,7 @@ class _PairRunner:
         self.config, self.device, self.prepared = config, device, prepared
         self.lambada_texts, self.eval_tokens = lambada_texts, eval_tokens
         self.progress, self.corpus_name = progress, corpus_name
-        self._teacher_name: str | None = None
+        self._teacher_name: tuple[str, str] | None = None
         self._teacher: Any = None
         self._teacher_loss = float("nan")
         self._importance: Any = None
@@ -285,14 +296,14 @@ class _PairRunner:
                             "torch": torch.__version__, "transformers": _transformers_version()}
 
     def _load_teacher(self, teacher: Teacher) -> None:
-        if self._teacher_name == teacher.source:
+        if self._teacher_name == (teacher.source, teacher.fingerprint):
             return
         data = self.prepared[teacher.family]
         self._teacher = self._importance = None  # free the previous teacher before loading the next
         self._teacher = load_pretrained(teacher.source, "model").to(self.device).eval()
         self._teacher_loss = eval_loss(self._teacher, data.heldout_ids, seq_len=self.config.seq_len,
                                        max_tokens=self.eval_tokens, vocab_size=len(data.tokenizer))
-        self._teacher_name, self._importance = teacher.source, None
+        self._teacher_name, self._importance = (teacher.source, teacher.fingerprint), None
 
     def _calibration(self, data: _Prepared) -> list[torch.Tensor]:
         window = self.config.seq_len
@@ -323,12 +334,14 @@ class _PairRunner:
             student = make_student(self._teacher, pair.target, "scratch", seed=self.config.seed, calib_batches=[])
         counts = param_count(student.config)
         trained = train(student, data.train_ids, replace(self.config, vocab_size=vocab,
-                                                         teacher_id=f"{pair.teacher.name}|{pair.teacher.source}",
+                                                         teacher_id=f"{pair.teacher.name}|{pair.teacher.fingerprint}",
                                                          progress=label if self.progress else None), self._teacher)
         metrics = {"eval_loss": eval_loss(student, data.heldout_ids, seq_len=self.config.seq_len,
                                           max_tokens=self.eval_tokens, vocab_size=vocab)}
-        metrics["wikitext2_ppl"] = wikitext2_ppl(student, data.wikitext_ids, seq_len=self.config.seq_len, vocab_size=vocab)
-        extra["wikitext2_tokens"] = (len(data.wikitext_ids) // self.config.seq_len) * self.config.seq_len
+        if data.wikitext_ids is not None:
+            metrics["wikitext2_ppl"] = wikitext2_ppl(student, data.wikitext_ids, seq_len=self.config.seq_len,
+                                                     vocab_size=vocab)
+            extra["wikitext2_tokens"] = (len(data.wikitext_ids) // self.config.seq_len) * self.config.seq_len
         if self.lambada_texts:
             metrics["lambada_acc"] = lambada_acc(student, data.tokenizer, self.lambada_texts, seq_len=self.config.seq_len)
             extra["lambada_examples"] = len(self.lambada_texts)
@@ -339,7 +352,7 @@ class _PairRunner:
             "seq_len": self.config.seq_len, "batch_tokens": self.config.batch_tokens, "lr": self.config.lr,
             "steps": trained.steps, "train_wall_s": round(trained.wall_s, 3),
             "wall_s": round(time.perf_counter() - start, 3), "tokens_per_s": round(trained.tokens_per_s, 1),
-            **self.environment, "teacher_pretrain_tokens": pair.teacher.pretrain_tokens, "eval_tokens": self.eval_tokens,
+            **self.environment, "teacher_fingerprint": pair.teacher.fingerprint, "eval_tokens": self.eval_tokens,
             "fast": self.config.fused, "teacher_cache": trained.teacher_cache, "world_size": trained.world_size,
         })
         return RunRecord(
@@ -347,7 +360,7 @@ class _PairRunner:
             teacher_params=pair.teacher.params, student_params_nonembed=counts.nonembed,
             teacher_params_nonembed=pair.teacher.params_nonembed, tokens=trained.tokens, student_init=pair.init,
             alpha=self.config.alpha, temperature=self.config.temperature, seed=self.config.seed, metrics=metrics,
-            teacher_loss=self._teacher_loss, flops=distill_flops(counts.total, pair.teacher.params, trained.tokens),
+            teacher_loss=self._teacher_loss, teacher_tokens=pair.teacher.pretrain_tokens, flops=distill_flops(counts.total, pair.teacher.params, trained.tokens),
             source="capgap", extra=extra)
 
 

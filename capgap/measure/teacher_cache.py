@@ -26,7 +26,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-DEFAULT_TOP_K = 64
+from capgap.measure.config import DEFAULT_TOP_K
+
 # int16 is numpy's only 2-byte carrier for bf16; values are bit-cast, not converted.
 _VALUE_DTYPES = {"float32": (np.float32, torch.float32), "bfloat16": (np.int16, torch.bfloat16)}
 

@@ -26,36 +26,8 @@ from capgap.errors import InputError
 from capgap.measure.fused_loss import HiddenAndHead, fused_batch_loss
 from capgap.measure.loss import DistillLoss, distill_loss
 from capgap.measure.parallel import init_distributed, loss_normalizer, mean_over_processes, shard_batch, wrap_model
-from capgap.measure.teacher_cache import DEFAULT_TOP_K, CachedTeacher, TeacherTopK, data_order_id
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    tokens: int  # training tokens to consume (rounded up to whole optimizer steps)
-    seq_len: int = 256
-    batch_tokens: int = 16384  # tokens per optimizer step (accumulated)
-    micro_batch: int = 16  # sequences per forward pass
-    lr: float = 1e-3  # tiny models on small corpora tolerate a large rate
-    min_lr_ratio: float = 0.1  # cosine decays to lr * this
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    alpha: float = 0.5  # weight of CE(data); 1 - alpha weighs the KD term
-    temperature: float = 1.0
-    vocab_size: int | None = None  # the shared real vocabulary for KD
-    seed: int = 0
-    device: str = "cpu"
-    compile: bool = False
-    progress: str | None = None  # progress bar label; None hides it
-    fast: bool = False  # chunked fused loss from hidden states (no full logits), fused AdamW on CUDA
-    teacher_cache: str | None = None  # folder of teacher top-k caches shared by a sweep (implies fast)
-    teacher_id: str = "teacher"  # the teacher's identity in the cache key
-    cache_top_k: int = DEFAULT_TOP_K
-
-    @property
-    def fused(self) -> bool:
-        """Whether the student trains through the fused loss (a teacher cache needs it too)."""
-        return self.fast or self.teacher_cache is not None
+from capgap.measure.config import TrainConfig
+from capgap.measure.teacher_cache import CachedTeacher, TeacherTopK, data_order_id
 
 
 @dataclass(frozen=True)
