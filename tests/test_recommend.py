@@ -555,12 +555,11 @@ def test_default_law_json_from_the_real_command():
 
 
 def test_with_a_ratio_law_fitted_on_synthetic_runs(tmp_path):
-    from capgap.laws.base import FitOptions, save_law
-    from capgap.laws.ratio import fit
+    from capgap.laws.base import save_law
     from capgap.synthetic import synthetic_runs
 
     path = tmp_path / "fitted.json"
-    save_law(fit(synthetic_runs(ratio=2.5, seed=1), FitOptions(bootstrap=30)), path)
+    save_law(capgap.fit_law(synthetic_runs(ratio=2.5, seed=1), law="ratio", bootstrap=30), path)
     rec = recommend("200M", law=str(path), ladder="gpt2")
     assert rec.law.fitted and rec.law.source == str(path)
     assert rec.teacher_params_low < rec.teacher_params < rec.teacher_params_high
