@@ -510,7 +510,7 @@ def plan_shape(model: PreTrainedModel, target_params: int, *, measure: Measure =
                          f"({teacher} {measure} parameters); {reachable}")
     if target < smallest:
         raise InputError(f"target student size {target} is below the smallest prunable student "
-                         f"(1 head of {smallest_dim} channels, 1 MLP neuron per layer); {reachable}")
+                         f"(1 head of {smallest_dim} channel(s), 1 MLP neuron per layer); {reachable}")
 
     def excess(p: float) -> float:
         return _count(model, fam, _shape_for_sparsity(heads, inner, head_dim, p), measure) - target

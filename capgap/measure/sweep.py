@@ -1,11 +1,14 @@
 """A measurement sweep: distil students of every target size from every larger teacher.
 
 Each (teacher, target size, init) pair is one run with an id derived from its
-whole configuration; runs already in the store are skipped, and a record is
-appended only when its run has finished, so a sweep killed at any moment and
-started again loses nothing and duplicates nothing. ``shard=(i, n)`` runs
+whole configuration, the teacher's content fingerprint included (a rung
+retrained in place is a new teacher: new runs, a fresh teacher cache); runs
+already in the store are skipped, and a record is appended only when its run
+has finished, so a sweep killed at any moment and started again loses nothing
+and duplicates nothing. ``shard=(i, n)`` runs
 every n-th pair (0 <= i < n) so n jobs can split one sweep over one store.
 Everything is checked before the first run starts: bad input writes nothing.
+The whole job is one plain ``MeasureConfig`` (capgap.measure.config).
 """
 
 from __future__ import annotations
@@ -121,9 +124,9 @@ def resolve_teachers(spec: str) -> list[Teacher]:
         base = path.parent if path.suffix.lower() == ".csv" else path
         teachers = []
         for rung in read_ladder(path):
-            config = load_pretrained(str(base / rung.path), "config")
-            counts = param_count(config)
             source = str(base / rung.path)
+            config = load_pretrained(source, "config")
+            counts = param_count(config)
             teachers.append(Teacher(rung.name, source, family_of(config), counts.total, counts.nonembed,
                                     rung.tokens, config, checkpoint_fingerprint(source), rung.teacher_loss))
         return teachers
