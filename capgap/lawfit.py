@@ -1,30 +1,34 @@
-"""Fit a law of the optimal teacher from runs: validate, locate optima, pick and fit a family.
+"""Fit a law of the optimal teacher from runs: validate, choose a family, fit it through the registry.
 
-``fit_law(runs, law="auto")`` compares the families that can be fitted by
-leave-one-student-size-out cross-validation: each student size in turn is held
-out, every family is fitted on the rest and predicts the held-out optimal
-teacher through the common face (``law.optimal_teacher``). The error is on
-log T*; a censored held-out optimum only counts when the prediction falls on
-the wrong side of its bound. The family with the lowest RMSE wins (the simpler
-one on a tie), and ``file.diagnostics['cv']`` records every score.
+Every family registers itself (``capgap.laws.base.register_law``) and fits
+through the same classmethod, ``cls.fit(runs, options)``; nothing here names a
+family. ``fit_law(runs, law="auto")`` compares the families that take part in
+``auto`` by leave-one-student-size-out cross-validation: each student size in
+turn is held out, every family is fitted on the rest and predicts where the
+held-out students' optimal teachers are (through the common face,
+``law.optimal_teacher``). With the optimum put there, each held-out group's
+own baseline and curvatures are refitted, and the RMSE of its runs' metric is
+the family's score: how well the predicted location explains curves the
+family never saw. The simplest family within one standard error of the best
+wins (Breiman's rule), and ``diagnostics.cv`` records every score.
 """
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
 from capgap.errors import InputError
-from capgap.laws.base import FitOptions, Law, law_class
+from capgap.laws.base import FitOptions, Law, LawDiagnostics, ModelChoice, law_class, registered_families
 from capgap.records import RunRecord, metric_direction
 
-CURVE_FAMILIES = ("ratio", "power", "linear")  # simplest first: the tie-break order
-FAMILIES = (*CURVE_FAMILIES, "dsl")
-LAW_CHOICES = ("auto", *FAMILIES)
 DEFAULT_METRIC = "eval_loss"
+
+
+def law_choices() -> tuple[str, ...]:
+    return ("auto", *registered_families())
 
 
 def fit_law(runs: Sequence[RunRecord], law: str = "auto", metric: str | None = None,
@@ -32,29 +36,46 @@ def fit_law(runs: Sequence[RunRecord], law: str = "auto", metric: str | None = N
             bootstrap: int = 1000, seed: int = 0, level: float = 0.9, student_init: str | None = None) -> Law:
     """Fit the law of the optimal teacher to runs.
 
-    ``law``: auto, ratio, linear, power or dsl. ``metric``: default eval_loss.
-    ``higher_is_better``: the metric's direction where its name does not say
-    (unknown names are taken as lower-is-better, with a warning).
+    ``law``: auto or a registered family (ratio, linear, power, power-tokens, dsl).
+    ``metric``: default eval_loss. ``higher_is_better``: the metric's direction
+    where its name does not say (unknown names are taken as lower-is-better, with a warning).
     ``family`` and ``student_init`` keep only runs of that family / init.
+    No numpy or scipy warning escapes: what matters becomes a sentence in ``diagnostics.warnings``.
     """
     import scipy.optimize  # noqa: F401  scipy ships its own OpenBLAS: load it so the limit below reaches it
     from threadpoolctl import threadpool_limits
 
+    options, runs = _prepare(runs, law, metric, higher_is_better, size_measure, family, bootstrap, seed, level,
+                             student_init)
     # Thousands of tiny solves: BLAS threads only fight over the cores (60x slower seen on 2 busy cores).
-    with threadpool_limits(limits=1, user_api="blas"):
-        fitted = _fit_law(runs, law, metric, higher_is_better, size_measure, family, bootstrap, seed, level,
-                          student_init)
+    with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        _quiet_scipy()
+        choice = compare_families(runs, options) if law == "auto" else None
+        fitted = law_class(choice.winner if choice else law).fit(runs, options)
+    extra = _run_warnings(runs)
     filters = [f"{name} {value}" for name, value in (("family", family), ("student_init", student_init)) if value]
+    file = fitted.file
+    update: dict = {"warnings": [*file.diagnostics.warnings, *extra]}
+    if choice is not None:
+        update["cv"] = choice
+    file.diagnostics = file.diagnostics.model_copy(update=update)
     if filters:  # a law fitted on a subset of the runs says which
-        fitted.file.provenance += f"; only runs with {' and '.join(filters)}"
+        file.provenance += f"; only runs with {' and '.join(filters)}"
     return fitted
 
 
-def _fit_law(runs: Sequence[RunRecord], law: str, metric: str | None, higher_is_better: bool | None,
-             size_measure: str, family: str | None, bootstrap: int, seed: int, level: float,
-             student_init: str | None) -> Law:
-    if law not in LAW_CHOICES:
-        raise InputError(f"law {law!r} is unknown; accepted: {', '.join(LAW_CHOICES)}")
+def _quiet_scipy() -> None:
+    from scipy.optimize import OptimizeWarning
+
+    warnings.simplefilter("ignore", OptimizeWarning)
+
+
+def _prepare(runs, law, metric, higher_is_better, size_measure, family, bootstrap, seed, level,
+             student_init) -> tuple[FitOptions, list[RunRecord]]:
+    choices = law_choices()
+    if law not in choices:
+        raise InputError(f"law {law!r} is unknown; accepted: {', '.join(choices)}")
     if bootstrap < 0:
         raise InputError(f"bootstrap must be 0 or more resamples; got {bootstrap}")
     if size_measure not in ("total", "nonembed"):
@@ -71,29 +92,16 @@ def _fit_law(runs: Sequence[RunRecord], law: str, metric: str | None, higher_is_
     runs = [r for r in runs if r.metric(metric) is not None]
     options = FitOptions(metric=metric, direction=_direction(metric, higher_is_better), size_measure=size_measure,
                          family=family, bootstrap=bootstrap, seed=seed, level=level)
-    from capgap.laws.curve import fit_curve_to_optima, ladder_advice
-    from capgap.optima import analyse_optima
+    return options, runs
 
-    if law == "dsl":
-        return _dsl_module().fit(runs, options)
-    analysis = analyse_optima(runs, options)
-    comparison = None
-    if law == "auto":
-        comparison = compare_families(runs, analysis, options)
-        law = comparison["winner"]
-        if law == "dsl":
-            fitted = _dsl_module().fit(runs, options)
-            fitted.file.diagnostics["cv"] = comparison
-            return fitted
-    fitted = fit_curve_to_optima(law_class(law), analysis, options)
-    diagnostics = fitted.file.diagnostics
-    diagnostics["optima"] = {"groups": len(analysis.groups),
-                             "censored": sum(o.censored is not None for o in analysis.optima),
-                             "extend_ladder": ladder_advice(analysis.optima),
-                             "skipped_too_few_teachers": [f"{name} ({n} teacher sizes)" for name, n in analysis.skipped]}
-    if comparison is not None:
-        diagnostics["cv"] = comparison
-    return fitted
+
+def _run_warnings(runs: Sequence[RunRecord]) -> list[str]:
+    """What the runs themselves say against the law: teachers whose quality does not rise with size."""
+    try:
+        from capgap.ladder_quality import teacher_inversions
+    except ImportError:  # pragma: no cover - present in every install that measures
+        return []
+    return list(teacher_inversions(runs))
 
 
 def _runs_of_family(runs: Sequence[RunRecord], family: str | None) -> list[RunRecord]:
@@ -131,65 +139,48 @@ def _direction(metric: str, higher_is_better: bool | None) -> str:
     return known
 
 
-def _dsl_module():
-    return importlib.import_module("capgap.laws.dsl")  # lazily: its fits import scipy
+def compare_families(runs: Sequence[RunRecord], options: FitOptions) -> ModelChoice:
+    """Leave-one-student-size-out CV of every family that takes part in auto (see the module docstring)."""
+    from capgap.groups import group_runs
 
-
-def _dsl_applicable(runs: Sequence[RunRecord]) -> str | None:
-    """Why dsl cannot take part in auto, or None when it can."""
-    lacking = sum(r.teacher_loss is None or r.tokens is None for r in runs)
-    return f"{lacking} of {len(runs)} runs lack teacher_loss or tokens" if lacking else None
-
-
-def compare_families(runs: Sequence[RunRecord], analysis, options: FitOptions) -> dict:
-    """Leave-one-student-size-out CV error on log T* of every family that can be fitted on each fold."""
     quiet = options.model_copy(update={"bootstrap": 0})
-    sizes = sorted({g.student_params for g in analysis.groups})
-    errors: dict[str, list[float]] = {}
+    groups = group_runs(runs, options.metric, options.direction, options.size_measure)
+    sizes = sorted({k.student_params for k in groups.keys})
     excluded: dict[str, str] = {}
-    candidates = list(CURVE_FAMILIES)
-    reason = _dsl_applicable(runs)
-    if reason is None:
-        candidates.append("dsl")
-    else:
-        excluded["dsl"] = reason
+    candidates = []
+    for name in registered_families():
+        reason = getattr(law_class(name), "auto_exclusion", None)
+        if reason:
+            excluded[name] = reason
+            continue
+        try:
+            law_class(name).fit(runs, quiet)
+        except InputError as exc:
+            excluded[name] = str(exc)
+            continue
+        candidates.append(name)
     if len(sizes) < 2:
         excluded.update({name: "cross-validation needs 2 or more student sizes" for name in candidates})
         candidates = []
-    teachers_law = None
-    if "dsl" in candidates:
-        # The teachers' own supervised law L(N, D) is a fact about the teachers, not about any held-out
-        # student: fit it once on all runs and let each fold refit only the distillation part (20x faster).
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                full = _dsl_module().fit(runs, quiet)
-            teachers_law = {name: full.file.coefficients[name] for name in _dsl_module().SUPERVISED}
-        except InputError as exc:
-            candidates.remove("dsl")
-            excluded["dsl"] = str(exc)
+    losses: dict[str, list[float]] = {}
     for name in candidates:
         try:
-            errors[name] = [error for size in sizes
-                            for error in _held_out_errors(name, size, runs, analysis, quiet, teachers_law)]
+            losses[name] = [loss for size in sizes for loss in _held_out_losses(name, size, runs, groups, quiet)]
         except InputError as exc:
             excluded[name] = str(exc)
-    scores = {name: float(np.sqrt(np.mean(np.square(e)))) for name, e in errors.items() if e}
-    excluded.update({name: "no held-out optimum to score" for name, e in errors.items() if not e})
-    result = {"method": "leave-one-student-size-out", "metric": "RMSE of log optimal teacher",
-              "rule": "the simplest family within one standard error of the best mean squared error",
-              "folds": len(sizes), "scores": scores, "excluded": excluded}
+    scores = {name: float(np.sqrt(np.mean(v))) for name, v in losses.items() if v}
+    common = dict(method="leave-one-student-size-out", metric=f"RMSE of held-out {options.metric}",
+                  rule="the simplest family within one standard error of the best mean squared error",
+                  folds=len(sizes), scores=scores, excluded=excluded)
     if not scores:
         # Nothing can be cross-validated: the one-parameter reading is the only defensible choice.
-        result.update(winner="ratio", runner_up=None, margin=None,
-                      note="no family could be cross-validated; ratio chosen as the simplest")
-        return result
-    winner = _one_standard_error_choice({name: np.square(errors[name]) for name in scores})
+        return ModelChoice(**common, winner=registered_families()[0],
+                           note="no family could be cross-validated; the simplest family chosen")
+    winner = _one_standard_error_choice({name: np.asarray(losses[name]) for name in scores})
     others = sorted((name for name in scores if name != winner), key=scores.get)
     runner_up = others[0] if others else None
-    result.update(winner=winner, runner_up=runner_up,
-                  margin=scores[runner_up] - scores[winner] if runner_up else None)
-    return result
+    return ModelChoice(**common, winner=winner, runner_up=runner_up,
+                       margin=scores[runner_up] - scores[winner] if runner_up else None)
 
 
 def _one_standard_error_choice(squared_errors: dict[str, np.ndarray]) -> str:
@@ -198,57 +189,43 @@ def _one_standard_error_choice(squared_errors: dict[str, np.ndarray]) -> str:
     best = min(mse, key=mse.get)
     errors = squared_errors[best]
     tolerance = float(errors.std(ddof=1) / np.sqrt(errors.size)) if errors.size > 1 else 0.0
-    return next(name for name in FAMILIES if name in mse and mse[name] <= mse[best] + tolerance)
+    return next(name for name in registered_families() if name in mse and mse[name] <= mse[best] + tolerance)
 
 
-def _held_out_errors(name: str, size: int, runs: Sequence[RunRecord], analysis, options: FitOptions,
-                     teachers_law: dict[str, float] | None = None) -> list[float]:
-    """Errors on log T* of family ``name`` fitted without student size ``size``, predicting its optima.
-
-    ``teachers_law``: the dsl family's supervised constants, held fixed across folds.
-    """
-    from capgap.laws.curve import fit_curve_to_optima
+def _held_out_losses(name: str, size: int, runs: Sequence[RunRecord], groups, options: FitOptions) -> list[float]:
+    """Mean squared residual of each held-out run of student size ``size``, the optimum placed by a law fitted without it."""
+    from capgap.onestage import held_out_loss
     from capgap.sizes import format_size
 
-    held = np.array([g.student_params == size for g in analysis.groups])
+    held = np.array([k.student_params == size for k in groups.keys])
+    held_ids = {i for i, g in zip(groups.run_ids, groups.group) if held[g]}
     try:
-        if name == "dsl":
-            held_ids = set(analysis.run_ids(held))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                law = _dsl_module().fit([r for r in runs if r.run_id not in held_ids], options, supervised=teachers_law)
-        else:
-            law = fit_curve_to_optima(law_class(name), analysis, options, keep=~held)
+        law = law_class(name).fit([r for r in runs if r.run_id not in held_ids], options)
     except InputError as exc:
         raise InputError(f"cannot be fitted with students of {format_size(size)} held out ({exc})") from None
+    test = groups.subset(held)
     by_id = {r.run_id: r for r in runs}
-    errors = []
-    for group, optimum in zip(analysis.groups, analysis.optima):
-        if group.student_params != size:
-            continue
-        student, teacher = _in_measure(optimum, [by_id[i] for i in group.run_ids], options.size_measure,
-                                       law.file.size_measure)
+    location = []
+    for j, key in enumerate(test.keys):
+        members = [by_id[i] for i, g in zip(test.run_ids, test.group) if g == j]
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # a far-off prediction may overflow on its way
-                predicted = law.optimal_teacher(student, optimum.tokens).estimate
+            teacher = _optimum_in_measure(law, key, members, options.size_measure)
         except InputError:
             raise InputError(f"predicts no positive teacher for held-out students of {format_size(size)}") from None
-        error = float(np.log(predicted) - np.log(teacher))
-        if optimum.censored == "at_least":
-            error = min(error, 0.0)  # a bound is only missed from below
-        elif optimum.censored == "at_most":
-            error = max(error, 0.0)
-        errors.append(error)
-    return errors
+        location.append(np.log(teacher))
+    shape = law.file.diagnostics.shape or [0.0, 0.0]
+    per_group = held_out_loss(test, np.array(location), (shape[0], shape[1]), np.inf)
+    counts = np.bincount(test.group, minlength=len(test.keys))
+    return list(np.repeat(2.0 * per_group / counts, counts))  # each run's share of its group's squared error
 
 
-def _in_measure(optimum, runs: Sequence[RunRecord], measure: str, wanted: str) -> tuple[float, float]:
-    """A group's student size and optimal teacher in another size measure (the dsl law may use its own)."""
+def _optimum_in_measure(law: Law, key, runs: Sequence[RunRecord], measure: str) -> float:
+    """The law's optimal teacher for a group, in the group's size measure (a law may use another)."""
+    wanted = law.file.size_measure
     if wanted == measure:
-        return float(optimum.student_params), optimum.teacher_params
+        return law.optimal_teacher(key.student_params, key.tokens).estimate
     student = float(np.median([r.size("student", wanted) for r in runs]))
-    pairs = sorted({(r.size("teacher", measure), r.size("teacher", wanted)) for r in runs})
+    teacher = law.optimal_teacher(student, key.tokens).estimate
+    pairs = sorted({(r.size("teacher", wanted), r.size("teacher", measure)) for r in runs})
     # Between measured teachers, interpolate the size conversion in log-log.
-    teacher = np.exp(np.interp(np.log(optimum.teacher_params), np.log([p[0] for p in pairs]), np.log([p[1] for p in pairs])))
-    return student, float(teacher)
+    return float(np.exp(np.interp(np.log(teacher), np.log([p[0] for p in pairs]), np.log([p[1] for p in pairs]))))

@@ -1,263 +1,68 @@
-"""Per-student optimal teachers: where the curse of capacity gap bottoms out.
+"""Per-student optimal teachers, read off the fitted one-stage model (for tables and plots).
 
-Runs are grouped by (family, student size, tokens). In each group with at
-least 3 distinct teacher sizes the metric is fitted against log(teacher size)
-with a quadratic (Huber-reweighted when there are enough runs) through the
-best measured teacher and up to three neighbours on each side, and its
-extremum is the optimal teacher. Its interval comes from a bootstrap over the
-group's runs, done as weighted least squares with multinomial count weights so
-that all resamples are solved at once.
-
-An optimum the ladder does not bracket is *censored*: when the best measured
-teacher sits at an edge of the measured range, or the fitted extremum lies
-outside it, the group says "at least T_max" or "at most T_min", never a point.
+Each group's optimum is the law's location T*(S, D) at that group, with a
+percentile interval from the bootstrap draws of the law. They are a reading
+of the fitted model, never its input. Where the group's own ladder does not
+bracket its optimum, the data are one-sided and so is the optimum: it is
+marked censored ('at_least': beyond the largest teacher measured; 'at_most':
+below the smallest), and only the interval's bound on the measured side is
+given, a one-sided bound at the law's level.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from capgap.errors import InputError
-from capgap.fit import quantile_interval
-from capgap.laws.base import FitOptions, StudentOptimum
-from capgap.records import RunRecord
+from capgap.groups import RunGroups
+from capgap.laws.base import StudentOptimum, collapsed
 from capgap.sizes import format_size
 
-MIN_TEACHERS = 3  # a quadratic needs three distinct teacher sizes
-WINDOW = 3  # the optimum's quadratic uses the best measured teacher and up to 3 neighbours each side
-HUBER_K = 1.345  # Huber tuning constant, in robust standard deviations of the residuals
-IRLS_STEPS = 4
-MIN_VALID_RESAMPLES = 0.5  # an interval needs half the resamples to keep 3 teachers near the best one
-SIZE_TOLERANCE = 0.02  # students within 2% in size are one student size
-MIN_LOG_SIGMA = 0.02  # floor on an optimum's log-scale standard error (2%), so no group dominates
-AT_MOST, POINT, AT_LEAST, INVALID = -1, 0, 1, 2  # status codes of one group's optimum
 
-
-@dataclass
-class OptimumGroup:
-    """The runs of one (family, student init, student size, tokens) group, ready to fit."""
-
-    family: str
-    student_init: str
-    student_params: int  # nominal size of the group's students
-    tokens: int | None
-    log_teacher: np.ndarray  # per run
-    badness: np.ndarray  # per run: the metric, sign-flipped so that lower is better
-    teachers: list[int]  # distinct teacher sizes, ascending
-    teacher_index: np.ndarray  # per run: index into teachers
-    run_ids: list[str]
-
-    def locate(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Status and log optimal teacher for each row of run weights (B, n_runs).
-
-        A row is one bootstrap resample given as counts (a row of ones is the
-        data itself). Censored rows carry the bound (the smallest or largest
-        teacher of the group); rows with fewer than 3 teachers present are INVALID.
-        """
-        x, y = self.log_teacher, self.badness
-        n_teachers = len(self.teachers)
-        onehot = np.eye(n_teachers)[self.teacher_index]  # (n, K)
-        weight_per_teacher = weights @ onehot  # (B, K)
-        present = weight_per_teacher > 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            mean_per_teacher = (weights * y) @ onehot / weight_per_teacher
-        best = np.argmin(np.where(present, mean_per_teacher, np.inf), axis=1)
-        # Student quality is asymmetric in log(teacher): across a wide ladder one quadratic misplaces
-        # the optimum by a factor of several, one through the best teacher's neighbourhood much less.
-        near_best = np.abs(np.arange(n_teachers)[None, :] - best[:, None]) <= WINDOW  # (B, K)
-        weights = weights * near_best[:, self.teacher_index]
-        fitted = present & near_best
-        valid = fitted.sum(axis=1) >= MIN_TEACHERS
-        coef = _robust_quadratic(x - x.mean(), y, np.where(valid[:, None], weights, 1.0))
-        curvature, slope = coef[:, 2], coef[:, 1]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            xstar = x.mean() - slope / (2.0 * curvature)
-        # The edges are the ladder's, not a resample's: a resample that happens to miss the smallest
-        # teacher does not make the next one an edge.
-        first, last = 0, n_teachers - 1
-        log_sizes = np.log(np.asarray(self.teachers, dtype=float))
-        convex = curvature > 0
-        at_least = (best == last) | convex & (xstar >= log_sizes[last])
-        at_most = ~at_least & ((best == first) | convex & (xstar <= log_sizes[first]))
-        # Inside the ladder the local quadratic is trusted only across the teachers it was fitted to;
-        # a concave (noise-dominated) fit has no minimum, and the best measured teacher stands in.
-        lowest = log_sizes[np.argmax(fitted, axis=1)]
-        highest = log_sizes[n_teachers - 1 - np.argmax(fitted[:, ::-1], axis=1)]
-        interior = np.where(convex, np.clip(xstar, lowest, highest), log_sizes[best])
-        status = np.select([~valid, at_least, at_most], [INVALID, AT_LEAST, AT_MOST], POINT)
-        location = np.select([at_least, at_most], [log_sizes[last], log_sizes[first]], interior)
-        return status, np.where(valid, location, np.nan)
-
-    def bootstrap(self, n_resamples: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Status and log optimum of the group in resamples (with replacement) of its runs: (B,) each."""
-        n = self.log_teacher.size
-        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_resamples).astype(float)
-        return self.locate(counts)
-
-
-def _weighted_quadratic(u: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Least-squares quadratic in u for each row of weights: (B, 3) coefficients, all rows at once."""
-    design = np.stack([np.ones_like(u), u, u**2], axis=1)  # (n, 3)
-    normal = np.einsum("bn,ni,nj->bij", weights, design, design)
-    rhs = np.einsum("bn,ni,n->bi", weights, design, y)
-    # Rows with fewer than three distinct points are singular; a tiny ridge keeps the batch solvable
-    # (those rows are marked INVALID by the caller).
-    normal += 1e-12 * np.eye(3)
-    return np.linalg.solve(normal, rhs[..., None])[..., 0]
-
-
-def _robust_quadratic(u: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Huber-reweighted quadratic (IRLS); plain least squares when runs barely exceed parameters."""
-    coef = _weighted_quadratic(u, y, weights)
-    if u.size <= 4:
-        return coef
-    design = np.stack([np.ones_like(u), u, u**2], axis=1)
-    for _ in range(IRLS_STEPS):
-        residuals = np.where(weights > 0, y[None, :] - coef @ design.T, np.nan)  # (B, n); unused runs: NaN
-        scale = 1.4826 * np.nanmedian(np.abs(residuals), axis=1, keepdims=True)
-        scale = np.maximum(scale, 1e-9 + 1e-6 * np.abs(y).max())
-        a = np.abs(residuals) / scale
-        huber_weight = np.where(np.isnan(a) | (a <= HUBER_K), 1.0, HUBER_K / np.maximum(a, 1e-12))
-        coef = _weighted_quadratic(u, y, weights * huber_weight)
-    return coef
-
-
-@dataclass
-class OptimaAnalysis:
-    """The groups, their optima, and what the law fits need (log-scale errors of the optima)."""
-
-    groups: list[OptimumGroup]
-    optima: list[StudentOptimum]
-    status: np.ndarray  # (G,) status codes of the optima from all runs
-    log_optimum: np.ndarray  # (G,) log teacher: the point, or the bound when censored
-    log_sigma: np.ndarray  # (G,) standard error of log optimum, from its bootstrap interval
-    skipped: list[tuple[str, int]] = field(default_factory=list)  # (group, teacher count) with too few teachers
-
-    def run_ids(self, keep: np.ndarray | None = None) -> list[str]:
-        """Ids of the runs behind the groups, which a law fitted to them comes from (``keep``: a mask of groups)."""
-        return [i for j, g in enumerate(self.groups) if keep is None or keep[j] for i in g.run_ids]
-
-    @property
-    def log_student(self) -> np.ndarray:
-        return np.log(np.array([g.student_params for g in self.groups], dtype=float))
-
-    def resample(self, n_resamples: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Status and log optimum of every group in each bootstrap resample over whole runs: (B, G) each.
-
-        Runs are resampled within their group, so every student size stays present.
-        """
-        status = np.empty((n_resamples, len(self.groups)), dtype=int)
-        location = np.empty((n_resamples, len(self.groups)))
-        for j, group in enumerate(self.groups):
-            status[:, j], location[:, j] = group.bootstrap(n_resamples, rng)
-        return status, location
-
-
-def nominal_sizes(sizes: Sequence[int], tolerance: float = SIZE_TOLERANCE) -> dict[int, int]:
-    """Map each size to its nominal size: sizes within ``tolerance`` of each other are one student size.
-
-    Students cut to one target size from different teachers differ by a few
-    parameters (55,966 vs 56,024); they are the same student size, named by the median.
-    """
-    nominal: dict[int, int] = {}
-    cluster: list[int] = []
-    for size in sorted(set(sizes)) + [None]:
-        if cluster and (size is None or size > cluster[0] * (1.0 + tolerance)):
-            nominal.update({member: int(np.median(cluster)) for member in cluster})
-            cluster = []
-        if size is not None:
-            cluster.append(size)
-    return nominal
-
-
-def group_runs(runs: Sequence[RunRecord], options: FitOptions) -> tuple[list[OptimumGroup], list[tuple[str, int]]]:
-    """Groups with >= 3 distinct teachers, and (description, teacher count) of those with fewer.
-
-    A group is one (family, student init, nominal student size, tokens): runs that differ in how the
-    student was made are different experiments, not repeats.
-    """
-    sign = 1.0 if options.direction == "lower" else -1.0
-    usable = [r for r in runs if r.metric(options.metric) is not None
-              and (options.family is None or r.family == options.family)]
-    nominal = nominal_sizes([r.size("student", options.size_measure) for r in usable])
-    buckets: dict[tuple, list[tuple[int, float, str]]] = defaultdict(list)
-    for run in usable:
-        student = nominal[run.size("student", options.size_measure)]
-        key = (run.family, run.student_init, student, run.tokens or 0)
-        buckets[key].append((run.size("teacher", options.size_measure), sign * run.metric(options.metric), run.run_id))
-    groups, skipped = [], []
-    for (family, init, student, tokens), members in sorted(buckets.items()):
-        teachers = sorted({t for t, _, _ in members})
-        if len(teachers) < MIN_TEACHERS:
-            skipped.append((f"{family} {init} {format_size(student)}", len(teachers)))
-            continue
-        index = {t: i for i, t in enumerate(teachers)}
-        groups.append(OptimumGroup(
-            family=family, student_init=init, student_params=student, tokens=tokens or None,
-            log_teacher=np.log(np.array([t for t, _, _ in members], dtype=float)),
-            badness=np.array([v for _, v, _ in members]), teachers=teachers,
-            teacher_index=np.array([index[t] for t, _, _ in members]), run_ids=[i for _, _, i in members],
-        ))
-    return groups, skipped
-
-
-def analyse_optima(runs: Sequence[RunRecord], options: FitOptions) -> OptimaAnalysis:
-    """Locate every group's optimal teacher with its bootstrap interval."""
-    if options.size_measure == "nonembed":
-        lacking = sum(r.student_params_nonembed is None or r.teacher_params_nonembed is None for r in runs)
-        if lacking:
-            raise InputError(f"{lacking} of {len(runs)} runs lack non-embedding sizes "
-                             "(student_params_nonembed, teacher_params_nonembed); add them or use --size total")
-    groups, skipped = group_runs(runs, options)
-    if not groups:
-        most = max((n for _, n in skipped), default=0)
-        raise InputError(f"a student's optimal teacher needs runs with at least {MIN_TEACHERS} distinct teacher sizes "
-                         f"for one (family, student init, student size, tokens); the most found was {most}")
-    from scipy.special import ndtri  # imported here: loading a law must not pay for scipy
-
-    rng = np.random.default_rng(options.seed)
-    z = ndtri(0.5 + options.level / 2.0)
-    optima, statuses, locations, sigmas = [], [], [], []
-    for group in groups:
-        status, location = group.locate(np.ones((1, group.log_teacher.size)))
-        status, location = int(status[0]), float(location[0])
+def read_optima(groups: RunGroups, space, point, draws: np.ndarray, level: float) -> list[StudentOptimum]:
+    """One StudentOptimum per group from the point fit and the bootstrap draws (B, P+1) of the search."""
+    estimate = np.exp(space.log_location(point.theta[None, :])[0])
+    sampled = np.exp(space.log_location(space.split(draws)[0])) if draws.size else None
+    optima = []
+    for j, key in enumerate(groups.keys):
+        teachers = groups.teachers[j]
         low = high = None
-        sigma = np.nan
-        # A quadratic through as many runs as it has parameters has no spread to resample: no interval.
-        if options.bootstrap > 0 and status == POINT and group.log_teacher.size > MIN_TEACHERS:
-            draw_status, draws = group.bootstrap(options.bootstrap, rng)  # censored draws sit at their edge
-            lo, hi = quantile_interval(draws, options.level)
-            if np.isfinite(lo) and np.mean(draw_status != INVALID) >= MIN_VALID_RESAMPLES:
-                low, high = float(np.exp(lo)), float(np.exp(hi))
-                sigma = max((hi - lo) / (2.0 * z), MIN_LOG_SIGMA)
-        censored = {AT_LEAST: "at_least", AT_MOST: "at_most"}.get(status)
-        # A bound is a measured teacher size exactly, not its round trip through a logarithm.
-        teacher = {AT_LEAST: group.teachers[-1], AT_MOST: group.teachers[0]}.get(status, np.exp(location))
+        censored = None
+        if estimate[j] > teachers[-1]:
+            censored = "at_least"
+        elif estimate[j] < teachers[0]:
+            censored = "at_most"
+        if sampled is not None:
+            column = sampled[:, j][np.isfinite(sampled[:, j])]
+            if column.size:
+                if censored == "at_least":
+                    low = float(np.quantile(column, 1.0 - level))
+                elif censored == "at_most":
+                    high = float(np.quantile(column, level))
+                else:
+                    tail = (1.0 - level) / 2.0
+                    low, high = (float(v) for v in np.quantile(column, [tail, 1.0 - tail]))
+                    if collapsed(low, high):
+                        low = high = None
         optima.append(StudentOptimum(
-            family=group.family, student_init=group.student_init, student_params=group.student_params,
-            tokens=group.tokens,
-            teacher_params=float(teacher), low=low, high=high, censored=censored,
-            n_runs=int(group.log_teacher.size), teachers=group.teachers,
-        ))
-        statuses.append(status)
-        locations.append(location)
-        sigmas.append(sigma)
-    log_sigma = np.array(sigmas)
-    known = np.isfinite(log_sigma)
-    # Censored optima, and those without an interval, borrow the typical error of the others.
-    log_sigma[~known] = np.median(log_sigma[known]) if known.any() else 0.1
-    return OptimaAnalysis(groups=groups, optima=optima, status=np.array(statuses), log_optimum=np.array(locations),
-                          log_sigma=log_sigma, skipped=skipped)
+            family=key.family, student_init=key.student_init, student_params=key.student_params, tokens=key.tokens,
+            teacher_params=float(estimate[j]), low=low, high=high, censored=censored,
+            n_runs=int(np.sum(groups.group == j)), teachers=teachers))
+    return optima
 
 
-def student_optima(runs: Sequence[RunRecord], metric: str = "eval_loss", direction: str = "lower",
-                   size_measure: str = "total", family: str | None = None, bootstrap: int = 1000,
-                   seed: int = 0, level: float = 0.9) -> list[StudentOptimum]:
-    """The optimal teacher of each (family, student size, tokens) group, censored where the ladder does not bracket it."""
-    options = FitOptions(metric=metric, direction=direction, size_measure=size_measure, family=family,
-                         bootstrap=bootstrap, seed=seed, level=level)
-    return analyse_optima(runs, options).optima
+def ladder_advice(optima: Sequence[StudentOptimum]) -> list[str]:
+    """Which way to extend the teacher ladders of censored optima, one line per direction."""
+    above = [o for o in optima if o.censored == "at_least"]
+    below = [o for o in optima if o.censored == "at_most"]
+    advice = []
+    if above:
+        largest = max(max(o.teachers) for o in above)
+        advice.append(f"{len(above)} optimum(s) beyond the largest teacher measured: add teachers above "
+                      f"{format_size(largest)}")
+    if below:
+        smallest = min(min(o.teachers) for o in below)
+        advice.append(f"{len(below)} optimum(s) below the smallest teacher measured: add teachers below "
+                      f"{format_size(smallest)}")
+    return advice

@@ -25,7 +25,7 @@ import numpy as np
 
 from capgap.errors import InputError
 from capgap.laws.base import Law, StudentOptimum
-from capgap.optima import nominal_sizes
+from capgap.groups import nominal_sizes
 from capgap.records import RunRecord, metric_direction
 from capgap.sizes import format_size
 

@@ -150,3 +150,13 @@ def record_from_dict(data: dict[str, Any], *, where: str) -> RunRecord:
         field = ".".join(str(p) for p in first["loc"]) or "record"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise InputError(f"{field}: {first['msg']}{more}", where=where) from None
+
+
+def ids_hash(run_ids: "Iterable[str]") -> str:
+    """Content hash of a set of runs: SHA-256 of their sorted run ids (16 hex digits)."""
+    return hashlib.sha256("\n".join(sorted(run_ids)).encode()).hexdigest()[:16]
+
+
+def runs_hash(runs: "Iterable[RunRecord]") -> str:
+    """The hash of the runs a law comes from (``ids_hash`` of their run ids)."""
+    return ids_hash(r.run_id for r in runs)

@@ -40,10 +40,11 @@ def run(capsys, *argv):
 def test_report_shows_optima_law_goodness_and_cv(capsys, store):
     code, out, err = run(capsys, store, "--bootstrap", 100)
     assert code == 0, err
-    assert "per-student optima (5, 0 censored)" in out
+    assert "per-student optima read off the law (5, 0 beyond their ladder)" in out
     assert "law ratio: T* = r·S" in out and "90% interval [" in out
     assert reported_ratio(out) == pytest.approx(2.5, rel=0.05)
-    assert "goodness of fit: RMSE of log T*" in out
+    assert "goodness of fit: RMSE of eval_loss" in out and "residual degrees of freedom" in out
+    assert "intervals: 100 resamples (residual bootstrap" in out and "0 failed" in out
     assert "model choice (leave-one-student-size-out CV" in out and "ratio" in out
     assert "dsl not compared" in out  # these runs carry no teacher_loss
 
@@ -122,16 +123,16 @@ def test_too_few_teachers_says_needed_and_found(capsys, tmp_path):
 def test_too_few_student_sizes_for_power(capsys, tmp_path):
     path = tmp_path / "runs.jsonl"
     RunStore(path).extend(synthetic_runs(students=[100_000_000], noise=0.001, with_teacher_loss=False))
-    assert "needs measured (uncensored) optima at 2 or more student sizes; found 1" in one_line_error(
+    assert "power law (T* = k·S^p) needs runs at 2 or more student sizes; found 1" in one_line_error(
         capsys, path, "--law", "power")
 
 
 def test_unbracketed_ladder_says_which_way_to_extend(capsys, tmp_path):
     path = tmp_path / "runs.jsonl"
-    RunStore(path).extend(synthetic_runs(ratio=2.0, students=STUDENTS, multiples=(4.0, 5.0, 6.0), noise=0.001,
+    RunStore(path).extend(synthetic_runs(ratio=2.0, students=STUDENTS, multiples=(4.0, 5.0, 6.0, 7.0), noise=0.001,
                                          with_teacher_loss=False))
-    message = one_line_error(capsys, path)
-    assert "does not bracket the optimum" in message and "add teachers below 80M" in message
+    message = one_line_error(capsys, path, "--law", "ratio")
+    assert "brackets the optimum of no student" in message and "add teachers below 80M" in message
 
 
 def test_unknown_law_and_bad_bootstrap(capsys, store):
@@ -154,10 +155,9 @@ def test_report_marks_censored_optima_as_bounds_and_says_how_to_measure_them(cap
                                          with_teacher_loss=False))
     code, out, err = run(capsys, path, "--law", "ratio", "--bootstrap", 50)
     assert code == 0, err
-    assert "per-student optima (5, 1 censored)" in out
-    assert ">= 1B (best teacher is the largest measured: censored)" in out
-    assert "1 best at the largest teacher: add teachers above 1B" in out
-    assert "1 of 1 censored bounds respected" in out
+    assert "per-student optima read off the law (5, 1 beyond their ladder)" in out
+    assert "[>= " in out and "(beyond the largest teacher measured: one-sided)" in out
+    assert "to bracket them: 1 optimum(s) beyond the largest teacher measured: add teachers above 1B" in out
 
 
 def test_init_filter_keeps_one_student_init_and_says_so(capsys, tmp_path):
@@ -175,3 +175,35 @@ def test_init_filter_keeps_one_student_init_and_says_so(capsys, tmp_path):
     assert json.loads(out)["coefficients"]["r"] == pytest.approx(1.5, rel=0.1)
     assert "no runs with student_init 'distilled'; the runs have: pruned, scratch" in one_line_error(
         capsys, path, "--init", "distilled")
+
+
+def test_warnings_come_first_in_the_report_and_sit_in_the_law_file(capsys, tmp_path):
+    path = tmp_path / "one.jsonl"
+    RunStore(path).extend(synthetic_runs(students=[100_000_000], multiples=(1.5, 2.2, 3.3, 5.0), noise=0.002,
+                                         with_teacher_loss=False))
+    out_path = tmp_path / "law.json"
+    code, out, err = run(capsys, path, "--law", "ratio", "--out", out_path)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[1].startswith("warning: ") and "no degrees of freedom" in out and "(no interval)" in out
+    assert json.loads(out_path.read_text())["intervals"] == {"r": None}
+
+
+def test_out_in_a_missing_folder_is_refused_before_fitting(capsys, store, tmp_path):
+    message = one_line_error(capsys, store, "--out", tmp_path / "missing" / "law.json")
+    assert "folder to write the law file in does not exist" in message
+    assert not (tmp_path / "missing").exists()
+
+
+def test_a_killed_fit_leaves_no_half_written_law_file(store, tmp_path):
+    import os
+    import signal
+    import time
+
+    out_path = tmp_path / "law.json"
+    process = subprocess.Popen([sys.executable, "-m", "capgap", "fit", str(store), "--bootstrap", "100000",
+                                "--out", str(out_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(3.0)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not out_path.exists() and not list(tmp_path.glob("law.json*"))

@@ -95,7 +95,7 @@ def test_fit_recovers_the_published_optimum_and_constants(fitted):
     # One draw of a 90% interval may just miss; the coverage over many draws is in bench/fit_dsl_speed.py.
     assert estimate.low / 1.05 <= true_size <= estimate.high * 1.05
     # This design (6 students x 2 token ratios x 12 teachers) frees all but the gammas.
-    assert set(fitted.file.diagnostics["fixed_at_published"]) == {"B", "beta", "gamma", "gamma2"}
+    assert set(fitted.file.diagnostics.fixed_at_published) == {"B", "beta", "gamma", "gamma2"}
     # Well pinned by this design: the exponents, c0 and the transition's place and sharpness.
     tolerance = {"E": 0.03, "alpha": 0.07, "alpha2": 0.03, "c0": 0.03, "f1": 0.05, "d1": 0.05, "A2": 0.15}
     for name, rel in tolerance.items():
@@ -105,7 +105,7 @@ def test_fit_recovers_the_published_optimum_and_constants(fitted):
     for name in ("A", "beta2", "c1"):
         assert 0.5 < fitted.file.coefficients[name] / dsl.PUBLISHED[name] < 2.0, name
     assert set(fitted.file.intervals) == {*tolerance, "A", "B2", "beta2", "c1"}
-    assert fitted.file.diagnostics["goodness"]["rmse_log"] < 0.005  # the noise is 0.003 in log loss
+    assert fitted.file.diagnostics.goodness.rmse_log < 0.005  # the noise is 0.003 in log loss
 
 
 @pytest.mark.slow
@@ -123,8 +123,8 @@ def test_few_runs_hold_constants_at_published_values_and_still_find_the_optimum(
                               teachers=(300_000_000, 1_000_000_000, 3_000_000_000, 10_000_000_000, 30_000_000_000),
                               seed=2)
     law = dsl.fit(runs, FitOptions(bootstrap=0))
-    assert law.file.diagnostics["free"] == ["E", "A", "alpha", "A2", "c0", "d1"]
-    for name in law.file.diagnostics["fixed_at_published"]:
+    assert law.file.diagnostics.free == ["E", "A", "alpha", "A2", "c0", "d1"]
+    for name in law.file.diagnostics.fixed_at_published:
         assert law.file.coefficients[name] == dsl.PUBLISHED[name]
     assert law.file.samples == [] and law.file.intervals == {}
     assert law.optimal_teacher_loss(STUDENT_198M) == pytest.approx(1.8764, abs=0.03)
@@ -136,7 +136,7 @@ def test_given_supervised_law_and_free_list_are_respected(synthetic_runs):
     law = dsl.fit(runs, FitOptions(bootstrap=0), supervised=supervised, free=["A2", "c0"])
     for name, value in supervised.items():
         assert law.file.coefficients[name] == value
-    assert law.file.diagnostics["free"] == ["A2", "c0"]
+    assert law.file.diagnostics.free == ["A2", "c0"]
     assert law.file.coefficients["d1"] == dsl.PUBLISHED["d1"]
     assert law.file.coefficients["c0"] != dsl.PUBLISHED["c0"]
     assert "given by the user" in law.file.provenance
@@ -187,7 +187,7 @@ def test_other_bad_input_is_refused(synthetic_runs):
     with pytest.raises(InputError, match="at least 3 distinct teachers; found 2"):
         dsl.fit(two_teachers, FitOptions(bootstrap=0))
     partly = [r.model_copy(update={"extra": {}}) if i % 2 else r for i, r in enumerate(synthetic_runs)]
-    with pytest.raises(InputError, match="72 of 144 runs lack extra.teacher_tokens"):
+    with pytest.raises(InputError, match="72 of 144 runs lack teacher_tokens"):
         dsl.fit(partly, FitOptions(bootstrap=0))
     with pytest.raises(InputError, match="no runs of family 'gpt2'"):
         dsl.fit(synthetic_runs, FitOptions(family="gpt2", bootstrap=0))
@@ -200,7 +200,7 @@ def test_total_sizes_and_unknown_teacher_tokens_are_stated(synthetic_runs):
         law = dsl.fit(bare, FitOptions(bootstrap=0))
     assert law.file.size_measure == "total"
     assert "fitted on total sizes" in law.file.provenance
-    assert "no run gives extra.teacher_tokens" in law.file.provenance
+    assert "no run gives teacher_tokens" in law.file.provenance
     largest = max(r.teacher_params for r in bare)
     assert law.teacher_tokens == dsl.TeacherTokens(common=20.0 * largest)
     with pytest.raises(InputError, match="lack non-embedding sizes"):

@@ -1,118 +1,221 @@
-"""The ratio, linear and power laws and fit_law: planted laws recovered, censoring, auto, calibration, files."""
+"""The one-stage fit of the ratio, linear, power and power-tokens laws: planted laws recovered (asymmetric
+curves, optima at the ladder's edge, flattening curves), honest intervals, self-checks, auto, files."""
 
 import json
 import warnings
 
+import numpy as np
 import pytest
 
 from capgap.errors import InputError
 from capgap.lawfit import fit_law
-from capgap.laws import default_law_path, load_law, shipped_law_path
-from capgap.laws.base import FitOptions, UnfittedLawWarning, save_law
-from capgap.laws import linear, power, ratio
+from capgap.laws import load_law
+from capgap.laws.base import LawFile, StudentOptimum, TeacherEstimate, register_law, registered_families, save_law
+from capgap.records import RunRecord, runs_hash
 from capgap.synthetic import synthetic_runs
 
 STUDENTS = [20_000_000, 45_000_000, 100_000_000, 220_000_000, 500_000_000]
-# An absolute ladder shared by all students (Pythia-like spacing).
 LADDER = [30_000_000, 60_000_000, 120_000_000, 250_000_000, 500_000_000, 1_000_000_000, 2_000_000_000, 4_000_000_000]
+WIDE = tuple(float(m) for m in np.geomspace(1.25, 200.0, 9))
 
 
 def runs_for(**kwargs):
-    kwargs.setdefault("with_teacher_loss", False)  # keep the dsl law out of auto: these tests are about the curves
+    kwargs.setdefault("with_teacher_loss", False)
+    kwargs.setdefault("students", STUDENTS)
     return synthetic_runs(**kwargs)
 
 
-@pytest.mark.parametrize("planted, noise, teachers, multiples", [
-    (1.5, 0.002, None, (1.05, 1.2, 1.4, 1.7, 2.1, 2.6, 3.2)),
-    (2.5, 0.01, None, (1.2, 1.6, 2.2, 3.0, 4.0, 5.5, 7.5)),
-    (4.0, 0.005, None, (1.2, 1.6, 2.2, 3.0, 4.0, 5.5, 7.5)),
-    (2.5, 0.004, LADDER, ()),
+@pytest.mark.parametrize("planted, asymmetry, kwargs", [
+    (2.7, 3.0, {}),  # the issue's case: the two-stage fit said 3.29 [2.73, 3.80]
+    (1.5, 2.0, dict(multiples=(1.05, 1.2, 1.4, 1.7, 2.1, 2.6, 3.2), noise=0.002)),
+    (2.5, 2.0, dict(teachers=LADDER)),
+    (4.0, 2.5, dict(multiples=WIDE, plateau=1.0, curvature=0.08)),  # flattens far away, 1.25x-200x
+    (4.0, 2.5, dict(multiples=WIDE, plateau=1.0, plateau_form="linear", curvature=0.08)),
 ])
-def test_ratio_law_recovers_planted_ratio(planted, noise, teachers, multiples):
-    runs = runs_for(ratio=planted, students=STUDENTS, teachers=teachers, noise=noise, repeats=2, seed=11,
-                    multiples=multiples)
-    law = ratio.fit(runs, FitOptions(bootstrap=300))
+def test_ratio_recovered_from_asymmetric_curves(planted, asymmetry, kwargs):
+    kwargs.setdefault("noise", 0.004)
+    law = fit_law(runs_for(ratio=planted, asymmetry=asymmetry, seed=11, **kwargs), law="ratio", bootstrap=300)
     r = law.file.coefficients["r"]
     low, high = law.file.intervals["r"]
-    assert r == pytest.approx(planted, rel=0.06)
-    assert low < r < high and high / low < 1.3
+    assert r == pytest.approx(planted, rel=0.05)
+    assert low < planted < high and high / low < 1.4
     estimate = law.optimal_teacher(1e8)
     assert estimate.estimate == pytest.approx(r * 1e8)
-    assert estimate.low == pytest.approx(low * 1e8, rel=1e-6) and estimate.high == pytest.approx(high * 1e8, rel=1e-6)
+    assert estimate.low == pytest.approx(low * 1e8, rel=1e-6)
 
 
-def test_power_law_recovers_a_superlinear_exponent():
-    runs = runs_for(optimum=lambda s: 2.0 * s * (s / 1e8) ** 0.3, students=[1e7, 3e7, 1e8, 3e8, 1e9],
-                    noise=0.003, repeats=2, seed=2)
-    law = power.fit(runs, FitOptions(bootstrap=300))
-    p_low, p_high = law.file.intervals["p"]
-    assert law.file.coefficients["p"] == pytest.approx(1.3, abs=0.06)
-    assert p_low < 1.3 < p_high and p_low > 1.0  # the data say "not linear"
-    assert law.optimal_teacher(1e8).estimate == pytest.approx(2e8, rel=0.08)
+@pytest.mark.parametrize("planted", [1.25, 1.45])  # at the smallest rung; between the first two rungs
+def test_optimum_at_the_ladder_edge_is_no_invented_bound(planted):
+    runs = runs_for(ratio=planted, asymmetry=2.0, noise=0.003, seed=3)
+    law = fit_law(runs, law="ratio", bootstrap=300)
+    assert law.file.coefficients["r"] == pytest.approx(planted, rel=0.05)
+    low, high = law.file.intervals["r"]
+    assert low < planted < high
+    for optimum in law.file.optima:  # every optimum is read off the law, inside its ladder, two-sided
+        assert optimum.censored is None and optimum.low < optimum.teacher_params < optimum.high
 
 
-def test_power_law_on_linear_data_has_p_near_one():
-    law = power.fit(runs_for(ratio=3.0, students=STUDENTS, noise=0.003, repeats=2, seed=4), FitOptions(bootstrap=300))
+def test_power_exponent_recovered_with_asymmetric_curves():
+    # The issue's case: a planted exponent 1.06 came back 1.20 from the two-stage fit.
+    runs = runs_for(optimum=lambda s: 2.5 * s * (s / 1e8) ** 0.06, asymmetry=2.5, noise=0.003, repeats=2, seed=2)
+    law = fit_law(runs, law="power", bootstrap=300)
     low, high = law.file.intervals["p"]
-    assert low < 1.0 < high
+    assert law.file.coefficients["p"] == pytest.approx(1.06, abs=0.03)
+    assert low < 1.06 < high
+    assert law.optimal_teacher(1e8).estimate == pytest.approx(2.5e8, rel=0.05)
 
 
 def test_linear_law_recovers_slope_and_offset():
     runs = runs_for(optimum=lambda s: 2.0 * s + 1e8, students=[2e7, 5e7, 1e8, 2e8, 5e8], noise=0.002, repeats=2, seed=6)
-    law = linear.fit(runs, FitOptions(bootstrap=200))
+    law = fit_law(runs, law="linear", bootstrap=200)
     assert law.file.coefficients["a"] == pytest.approx(2.0, rel=0.1)
-    assert law.file.coefficients["b"] == pytest.approx(1e8, rel=0.25)
+    assert law.file.coefficients["b"] == pytest.approx(1e8, rel=0.3)
     assert law.optimal_teacher(3e8).estimate == pytest.approx(7e8, rel=0.05)
 
 
-def test_censored_optima_act_as_bounds_not_points():
-    # The shared ladder stops at 1B: the 500M student's optimum (1.5B) is beyond it.
-    students = [20_000_000, 45_000_000, 100_000_000, 220_000_000, 500_000_000]
-    ladder = [30_000_000, 50_000_000, 80_000_000, 130_000_000, 200_000_000, 330_000_000, 550_000_000, 750_000_000,
-              1_000_000_000]
-    runs = runs_for(ratio=3.0, students=students, teachers=ladder, noise=0.002, repeats=2, seed=8)
-    law = fit_law(runs, law="ratio", bootstrap=200)
-    censored = [o for o in law.file.optima if o.censored]
-    assert [(o.student_params, o.censored, o.teacher_params) for o in censored] == [(500_000_000, "at_least", 1e9)]
-    assert law.file.coefficients["r"] == pytest.approx(3.0, rel=0.06)  # a point at 1B would pull r towards 2.5
-    assert law.file.diagnostics["goodness"]["censored_respected"] == 1
-    assert law.file.diagnostics["optima"]["censored"] == 1
+def test_power_tokens_recovers_the_token_exponent_and_recommend_tokens_move_the_answer():
+    def optimum(s, d):
+        return 10.0 * s * (d / s / 20.0) ** -0.5  # 10x at 20 tokens/param, 2.5x at 320
+
+    runs = runs_for(optimum_with_tokens=optimum, tokens_per_param=(20.0, 320.0), multiples=WIDE[:7], asymmetry=2.0,
+                    noise=0.003, seed=4)
+    law = fit_law(runs, law="power-tokens", bootstrap=200)
+    c = law.file.coefficients
+    assert c["q"] == pytest.approx(-0.5, abs=0.05) and c["p"] == pytest.approx(1.0, abs=0.05)
+    assert law.file.intervals["q"][0] < -0.5 < law.file.intervals["q"][1]
+    assert law.file.regime.tokens_per_param == pytest.approx([20.0, 320.0], rel=0.01)
+    assert law.optimal_teacher(1e8, tokens=20 * 1e8).estimate == pytest.approx(1e9, rel=0.08)
+    assert law.optimal_teacher(1e8, tokens=320 * 1e8).estimate == pytest.approx(2.5e8, rel=0.08)
+    # auto takes it in when two regimes exist, and says why it sits out when there is one.
+    assert "power-tokens" in fit_law(runs, bootstrap=0).file.diagnostics.cv.scores
+    one_regime = fit_law(runs_for(ratio=2.5, noise=0.003), bootstrap=0).file.diagnostics.cv
+    assert "two or more tokens-per-parameter regimes; found 1" in one_regime.excluded["power-tokens"]
 
 
-def test_all_optima_censored_says_which_way_to_extend_the_ladder():
-    runs = runs_for(ratio=2.5, students=STUDENTS, multiples=(1.1, 1.3, 1.5, 1.7), noise=0.001)
-    with pytest.raises(InputError, match="does not bracket the optimum.*add teachers above 850M"):
-        fit_law(runs, bootstrap=50)
+def test_censored_optimum_is_one_sided_and_does_not_drag_the_law():
+    # The shared ladder stops at 1B: the 500M student's optimum (1.5B) lies beyond it.
+    ladder = [30e6, 50e6, 80e6, 130e6, 200e6, 330e6, 550e6, 750e6, 1e9]
+    law = fit_law(runs_for(ratio=3.0, teachers=ladder, asymmetry=2.0, noise=0.002, repeats=2, seed=8), law="ratio",
+                  bootstrap=200)
+    beyond = [o for o in law.file.optima if o.censored]
+    assert [(o.student_params, o.censored) for o in beyond] == [(500_000_000, "at_least")]
+    assert beyond[0].high is None and 1e9 < beyond[0].low < beyond[0].teacher_params
+    assert law.file.coefficients["r"] == pytest.approx(3.0, rel=0.05)
+    assert law.file.diagnostics.extend_ladder == ["1 optimum(s) beyond the largest teacher measured: add teachers above 1B"]
 
 
-def test_power_needs_two_measured_student_sizes():
-    runs = runs_for(ratio=2.5, students=[100_000_000], noise=0.001)
-    with pytest.raises(InputError, match="power law needs measured .* 2 or more student sizes; found 1"):
-        fit_law(runs, law="power", bootstrap=0)
-    assert fit_law(runs, law="ratio", bootstrap=0).file.coefficients["r"] == pytest.approx(2.5, rel=0.05)
+def test_no_bracketed_optimum_is_refused_with_the_way_to_extend_the_ladder():
+    runs = runs_for(ratio=2.5, multiples=(1.1, 1.3, 1.5, 1.7), noise=0.001)
+    with pytest.raises(InputError, match="brackets the optimum of no student.*add teachers above 850M"):
+        fit_law(runs, law="ratio", bootstrap=50)
+
+
+def test_three_runs_of_one_student_are_refused_and_four_give_no_interval():
+    # The issue's case: three runs gave r = 4.16 [4.16, 4.16].
+    three = runs_for(ratio=2.5, students=[1e8], multiples=(2.0, 4.0, 8.0), noise=0.002)
+    with pytest.raises(InputError, match="3 runs in 1 group.*cannot determine"):
+        fit_law(three, law="ratio")
+    four = runs_for(ratio=2.5, students=[1e8], multiples=(1.5, 2.2, 3.3, 5.0), noise=0.002)
+    law = fit_law(four, law="ratio", bootstrap=200)
+    assert law.file.intervals["r"] is None
+    assert law.optimal_teacher(1e8).low is None
+    assert any("no degrees of freedom" in w for w in law.file.diagnostics.warnings)
+    assert any("1 student size(s) for 1 law parameter" in w for w in law.file.diagnostics.warnings)
+
+
+def test_no_zero_width_interval_can_be_written_or_read(tmp_path):
+    file = LawFile(law="ratio", coefficients={"r": 4.16}, intervals={"r": [4.16, 4.16]})
+    assert file.intervals["r"] is None and "zero width" in file.diagnostics.warnings[0]
+    path = tmp_path / "law.json"
+    path.write_text(json.dumps({"law": "ratio", "coefficients": {"r": 4.16}, "intervals": {"r": [4.16, 4.16]},
+                                "samples": [{"r": 4.16}] * 20}))
+    law = load_law(path)
+    assert law.file.intervals["r"] is None and law.optimal_teacher(1e9).low is None  # collapsed draws: no interval
+    with pytest.raises(ValueError, match="zero-width"):
+        TeacherEstimate(estimate=2.38e10, low=2.38e10, high=2.38e10)
+    with pytest.raises(ValueError, match="zero-width"):
+        StudentOptimum(student_params=10, teacher_params=20.0, low=20.0, high=20.0)
+
+
+def test_flat_runs_locate_nothing_and_are_refused():
+    flat = [RunRecord(student_params=s, teacher_params=int(m * s), metrics={"eval_loss": 3.0 + 1e-4 * i})
+            for s in (10**7, 10**8) for i, m in enumerate((1.5, 2, 3, 4, 6, 8))]
+    with pytest.raises(InputError, match="locate no optimal teacher|brackets the optimum of no student"):
+        fit_law(flat, law="ratio", bootstrap=0)
+
+
+def test_a_curve_that_never_turns_is_flagged():
+    # Loss falls steadily with teacher size for the small students; the largest one bottoms out at its last rung.
+    runs = [RunRecord(student_params=s, teacher_params=int(m * s), seed=seed,
+                      metrics={"eval_loss": 3.0 - 0.05 * np.log(m) + 0.001 * ((seed * 7 + int(m)) % 5)})
+            for s in (10**7, 10**8) for m in (1.5, 2, 3, 4, 6, 8) for seed in (0, 1)]
+    runs += runs_for(ratio=2.0, students=[1e9], noise=0.001)
+    law = fit_law(runs, law="ratio", bootstrap=100)
+    text = " ".join(law.file.diagnostics.warnings)
+    assert "bound of its search range" in text or "10^4" in text or "beyond any measured" in text
+
+
+def test_failed_resamples_are_counted_and_said(monkeypatch):
+    import capgap.fit as fit_module
+    import capgap.onestage as onestage
+
+    real = fit_module.minimize_batch
+
+    def half_broken(objective, start, n_rows, low, high, **kwargs):
+        solutions, converged = real(objective, start, n_rows, low, high, **kwargs)
+        if n_rows >= 100:  # the bootstrap: break a tenth of the refits
+            solutions[: n_rows // 10] = np.nan
+        return solutions, converged
+
+    monkeypatch.setattr(onestage, "minimize_batch", half_broken)
+    law = fit_law(runs_for(ratio=2.5, noise=0.003, seed=1), law="ratio", bootstrap=200)
+    assert law.file.diagnostics.bootstrap.failed == 20 and len(law.file.samples) == 180
+    assert "20 of 200 bootstrap resamples failed to refit" in " ".join(law.file.diagnostics.warnings)
+
+
+def test_no_numpy_or_scipy_warning_escapes_a_fit():
+    runs = runs_for(ratio=2.5, students=[1e8], multiples=(1.5, 2.2, 3.3, 5.0), noise=0.002)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit_law(runs, law="ratio", bootstrap=50)
+
+
+def test_a_newly_registered_family_fits_without_touching_lawfit():
+    from capgap.laws import base
+    from capgap.laws.ratio import RatioLaw
+
+    @register_law("ratio-copy")
+    class RatioCopy(RatioLaw):
+        name = "ratio-copy"
+
+    try:
+        assert "ratio-copy" in registered_families()
+        law = fit_law(runs_for(ratio=2.5, noise=0.003), law="ratio-copy", bootstrap=0)
+        assert law.name == "ratio-copy" and law.file.coefficients["r"] == pytest.approx(2.5, rel=0.05)
+    finally:
+        del base._LAW_CLASSES["ratio-copy"]
 
 
 def test_auto_prefers_power_for_superlinear_data_and_reports_the_margin():
     runs = runs_for(optimum=lambda s: 2.0 * s * (s / 1e8) ** 0.35, students=[1e7, 3e7, 1e8, 3e8, 1e9],
                     noise=0.003, repeats=2, seed=2)
     law = fit_law(runs, bootstrap=100)
-    cv = law.file.diagnostics["cv"]
-    assert law.name == "power" and cv["winner"] == "power"
-    assert cv["scores"]["power"] < cv["scores"]["ratio"]
-    assert cv["margin"] == pytest.approx(min(s for n, s in cv["scores"].items() if n != "power") - cv["scores"]["power"])
-    assert cv["folds"] == 5 and "dsl" in cv["excluded"]  # these runs carry no teacher_loss
+    cv = law.file.diagnostics.cv
+    assert law.name == "power" and cv.winner == "power"
+    assert cv.scores["power"] < cv.scores["ratio"]
+    assert cv.margin == pytest.approx(min(s for n, s in cv.scores.items() if n != "power") - cv.scores["power"])
+    assert cv.folds == 5 and "dsl" in cv.excluded
 
 
 def test_auto_mostly_prefers_ratio_for_proportional_data():
-    # CV with five student sizes is noisy; the one-standard-error rule makes the one-parameter law the usual pick.
     winners = []
-    for seed in range(10):
-        law = fit_law(runs_for(ratio=2.5, students=STUDENTS, noise=0.002, repeats=2, seed=seed), bootstrap=0)
-        cv = law.file.diagnostics["cv"]
-        assert cv["winner"] == law.name and set(cv["scores"]) == {"ratio", "power", "linear"}
+    for seed in range(8):
+        law = fit_law(runs_for(ratio=2.5, asymmetry=2.0, noise=0.002, repeats=2, seed=seed), bootstrap=0)
+        cv = law.file.diagnostics.cv
+        assert cv.winner == law.name and set(cv.scores) == {"ratio", "power", "linear"}
         assert law.optimal_teacher(1e8).estimate == pytest.approx(2.5e8, rel=0.05)  # whichever wins agrees
         winners.append(law.name)
-    assert winners.count("ratio") >= 7
+    assert winners.count("ratio") >= 5
 
 
 def test_fit_law_validates_metric_and_direction():
@@ -130,107 +233,53 @@ def test_fit_law_validates_metric_and_direction():
 
 
 def test_higher_is_better_metric_fits_the_same_law():
-    kwargs = dict(ratio=2.5, students=STUDENTS, noise=0.003, repeats=2, seed=9)
+    kwargs = dict(ratio=2.5, noise=0.003, repeats=2, seed=9, asymmetry=2.0)
     lower = fit_law(runs_for(**kwargs), law="ratio", bootstrap=0)
     higher = fit_law(runs_for(metric="lambada_acc", **kwargs), law="ratio", bootstrap=0)
     assert higher.file.direction == "higher"
-    assert higher.file.coefficients["r"] == pytest.approx(lower.file.coefficients["r"], rel=1e-6)
+    assert higher.file.coefficients["r"] == pytest.approx(lower.file.coefficients["r"], rel=1e-4)
 
 
-def test_law_file_round_trip(tmp_path):
-    law = fit_law(runs_for(ratio=2.5, students=STUDENTS, noise=0.003, seed=1), law="power", bootstrap=100)
+def test_law_file_round_trip_and_regime(tmp_path):
+    law = fit_law(runs_for(ratio=2.5, noise=0.003, seed=1), law="power", bootstrap=100)
     path = tmp_path / "law.json"
     save_law(law, path)
     document = json.loads(path.read_text())
-    for key in ("law", "coefficients", "intervals", "optima", "size_measure", "metric", "n_runs", "student_range", "provenance"):
+    for key in ("law", "coefficients", "intervals", "optima", "size_measure", "metric", "n_runs", "student_range",
+                "provenance", "regime", "diagnostics"):
         assert key in document
-    assert document["student_range"] == [20_000_000, 500_000_000]
+    assert document["regime"] == {"student_params": [2e7, 5e8], "tokens_per_param": [20.0, 20.0],
+                                  "student_init": ["pruned"]}
+    assert set(document["optima"][0]) >= {"student_params", "teacher_params", "low", "high", "censored"}
+    assert isinstance(document["diagnostics"]["warnings"], list)
     again = load_law(path)
     assert again.optimal_teacher(3e8) == law.optimal_teacher(3e8)
 
 
-def test_shipped_reference_is_the_unfitted_published_reading_and_says_so():
-    with pytest.warns(UnfittedLawWarning, match="not fitted from runs.*2311.07052"):
-        law = load_law(shipped_law_path("reference"))
-    estimate = law.optimal_teacher(1.3e9)
-    assert law.name == "ratio" and estimate.estimate == pytest.approx(2.5 * 1.3e9)
-    assert estimate.low is None and estimate.high is None and not law.file.fitted
-
-
-def test_fitted_law_loads_without_warning(tmp_path):
-    law = fit_law(runs_for(students=STUDENTS, noise=0.003), law="ratio", bootstrap=20)
-    save_law(law, tmp_path / "law.json")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        load_law(tmp_path / "law.json")
-
-
-def test_interval_coverage_is_roughly_nominal():
-    """Over repeated synthetic draws the true T*(100M) lies in the 90% interval about 90% of the time."""
-    draws, hits = 100, 0
-    for seed in range(draws):
-        runs = runs_for(ratio=2.5, students=STUDENTS, noise=0.01, seed=1000 + seed)
-        estimate = fit_law(runs, law="ratio", bootstrap=200, seed=seed).optimal_teacher(1e8)
-        hits += estimate.low <= 2.5e8 <= estimate.high
-    assert 0.82 <= hits / draws <= 0.98  # 0.90 +- 2.7 binomial standard errors; bench/fit_coverage.py draws more
-
-
-@pytest.mark.parametrize("family", [ratio.RatioLaw, power.PowerLaw, linear.LinearLaw])
-def test_batched_solver_agrees_with_scipy_lbfgsb(family):
-    """The vectorised Gauss-Newton used for the fit and the bootstrap reaches L-BFGS-B's minimum."""
-
-    from capgap.fit import minimize_multistart
-    from capgap.laws.curve import _element_loss, _fit_theta
-    from capgap.optima import analyse_optima
-
-    ladder = [30_000_000, 50_000_000, 80_000_000, 130_000_000, 200_000_000, 330_000_000, 550_000_000, 750_000_000,
-              1_000_000_000]
-    runs = runs_for(ratio=3.0, students=STUDENTS, teachers=ladder, noise=0.004, seed=5)
-    analysis = analyse_optima(runs, FitOptions(bootstrap=100))
-    assert (analysis.status != 0).any()  # a censored optimum takes part
-    u = analysis.log_student - analysis.log_student.mean()
-    y = analysis.log_optimum - analysis.log_student.mean()
-
-    def objective(theta):
-        return float(_element_loss((family.log_curve(theta, u) - y) / analysis.log_sigma, analysis.status)[0].sum())
-
-    reference = minimize_multistart(objective, family.starts, bounds=family.bounds)
-    ours = _fit_theta(family, u, y, analysis.log_sigma, analysis.status)
-    assert objective(ours) <= reference.fun + 1e-7
-    assert ours == pytest.approx(reference.x, abs=1e-3)
-
-
-def test_fit_law_is_exported_and_loading_a_law_needs_no_scipy():
-    import subprocess
-    import sys
-
-    import capgap
-
-    assert capgap.fit_law is fit_law
-    code = ("import sys, warnings; warnings.simplefilter('ignore'); from capgap.laws import load_law, default_law_path; "
-            "load_law(default_law_path()).optimal_teacher(1e8); print('scipy' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.stdout.strip() == "False", result.stderr
+def test_law_files_of_the_old_format_still_load(tmp_path):
+    old = {"law": "ratio", "coefficients": {"r": 2.4}, "intervals": {"r": [2.1, 2.8]}, "samples": [],
+           "diagnostics": {"formula": "T* = r·S", "goodness": {"rmse_log": 0.1, "n_points": 3},
+                           "optima": {"groups": 3}, "bootstrap": {"resamples": 100, "failed": 2}}}
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    law = load_law(path)
+    assert law.optimal_teacher(1e8).estimate == pytest.approx(2.4e8) and law.file.diagnostics.warnings == []
 
 
 def test_run_count_and_hash_cover_the_runs_the_law_comes_from():
-    from capgap.laws.curve import runs_hash
-    from capgap.records import RunRecord
-
-    good = runs_for(students=STUDENTS, noise=0.003, seed=2)
+    good = runs_for(noise=0.003, seed=2)
     thin = [RunRecord(student_params=30_000_000, teacher_params=t, metrics={"eval_loss": 3.0}) for t in (10**8, 2 * 10**8)]
     law = fit_law([*good, *thin], law="ratio", bootstrap=0)
     assert law.file.n_runs == len(good) and law.file.runs_hash == runs_hash(good)
-    assert law.file.diagnostics["optima"]["skipped_too_few_teachers"] == ["unknown unknown 30M (2 teacher sizes)"]
+    assert law.file.diagnostics.skipped_groups == ["unknown unknown 30M (2 teacher sizes)"]
 
 
-def test_shipped_default_is_what_the_documented_refit_command_writes(tmp_path):
-    # README: capgap fit data/runs/shakespeare-ladder.jsonl --law ratio --init pruned --out data/laws/default.json
-    from capgap.store import load_runs
-
-    runs_file = default_law_path().parent.parent / "runs" / "shakespeare-ladder.jsonl"
-    refit = fit_law(load_runs(runs_file), law="ratio", student_init="pruned", bootstrap=1000, seed=0)
-    shipped = load_law(default_law_path())
-    assert shipped.file.fitted and shipped.file.runs_hash == refit.file.runs_hash
-    assert refit.file.coefficients["r"] == pytest.approx(shipped.file.coefficients["r"], rel=1e-9)
-    assert refit.file.intervals["r"] == pytest.approx(shipped.file.intervals["r"], rel=1e-9)
+def test_interval_coverage_is_roughly_nominal():
+    """Over repeated synthetic draws with asymmetric curves the true T*(100M) lies in the 90% interval about 90%
+    of the time (bench/fit_calibration.py checks many more designs)."""
+    draws, hits = 60, 0
+    for seed in range(draws):
+        runs = runs_for(ratio=2.5, asymmetry=1.0 + 2.0 * (seed % 5) / 4, noise=0.01, seed=1000 + seed)
+        estimate = fit_law(runs, law="ratio", bootstrap=150, seed=seed).optimal_teacher(1e8)
+        hits += estimate.low <= 2.5e8 <= estimate.high
+    assert 0.78 <= hits / draws <= 0.99  # 0.90 +- 3 binomial standard errors

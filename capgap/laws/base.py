@@ -8,19 +8,35 @@ file (``LawFile``). The recommender and the plots only ever use this face.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from capgap.errors import InputError
+
+if TYPE_CHECKING:
+    from capgap.records import RunRecord
 
 Censoring = Literal["at_least", "at_most"]
 SizeMeasure = Literal["total", "nonembed"]
 
 
-class TeacherEstimate(BaseModel):
+class _Interval(BaseModel):
+    """A value with an optional [low, high]: never of zero width (the data cannot give one)."""
+
+    low: float | None = None
+    high: float | None = None
+
+    @model_validator(mode="after")
+    def _no_zero_width(self):  # noqa: ANN202
+        if collapsed(self.low, self.high):
+            raise ValueError("a zero-width interval is not an interval; give low = high = None")
+        return self
+
+
+class TeacherEstimate(_Interval):
     """An optimal teacher size: estimate with interval, or a one-sided bound.
 
     ``censored='at_least'`` means the optimum lies beyond the largest teacher
@@ -36,20 +52,101 @@ class TeacherEstimate(BaseModel):
     censored: Censoring | None = None
 
 
-class StudentOptimum(BaseModel):
-    """The measured optimal teacher of one (family, student size, tokens) group."""
+class StudentOptimum(_Interval):
+    """The optimal teacher of one (family, student init, student size, tokens) group, read off the fitted law.
+
+    ``censored``: the group's own ladder does not bracket it ('at_least': beyond its largest
+    teacher, only ``low`` is given; 'at_most': below its smallest, only ``high``).
+    """
 
     model_config = ConfigDict(frozen=True)
     family: str = "unknown"
     student_init: str | None = None  # how the students were made (pruned, scratch), when known
     student_params: int
     tokens: int | None = None
-    teacher_params: float  # the estimate, or the bound when censored
+    teacher_params: float  # the law's estimate
     low: float | None = None
     high: float | None = None
     censored: Censoring | None = None
     n_runs: int = 0
     teachers: list[int] = Field(default_factory=list)  # teacher sizes measured
+
+
+class LawRegime(BaseModel):
+    """The setting a law was fitted on: recommend warns when a student lies outside it.
+
+    Sizes are in the law file's ``size_measure``; tokens per parameter are the
+    student's distillation tokens over its size. A field is None when unknown.
+    """
+
+    model_config = ConfigDict(frozen=True)
+    student_params: list[float] | None = None  # [min, max]
+    tokens_per_param: list[float] | None = None  # [min, max]
+    student_init: list[str] = Field(default_factory=list)  # how the students were made: pruned, scratch
+
+
+def collapsed(low: float | None, high: float | None) -> bool:
+    """True for an interval of (nearly) zero width: a number the data cannot have given."""
+    if low is None or high is None:
+        return False
+    return not high - low > 1e-9 * max(abs(low), abs(high), 1e-300)
+
+
+class Goodness(BaseModel):
+    """In-sample fit: RMSE of the metric (curve laws) or of the log metric (dsl)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+    rmse: float | None = None  # metric units
+    rmse_log: float | None = None
+    n_runs: int | None = None
+    n_groups: int | None = None
+
+
+class BootstrapReport(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="allow")
+    method: str = ""
+    resamples: int = 0
+    failed: int = 0  # left out of the intervals, and said so
+    unconverged: int = 0
+
+
+class ModelChoice(BaseModel):
+    """How `auto` chose the family: held-out scores and the rule applied."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+    method: str
+    metric: str
+    rule: str
+    folds: int
+    scores: dict[str, float]
+    excluded: dict[str, str] = Field(default_factory=dict)
+    winner: str
+    runner_up: str | None = None
+    margin: float | None = None
+    note: str | None = None
+
+
+class LawDiagnostics(BaseModel):
+    """What a fit says about itself. ``warnings``: sentences that `fit` prints and `recommend` repeats.
+
+    Older law files wrote a free-form dict here; their keys load as extra fields.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+    warnings: list[str] = Field(default_factory=list)
+    formula: str = ""
+    model: str = ""
+    shape: list[float] | None = None  # [s, alpha] of the curves' far shape (capgap.onestage.shape_curve); s = 0: parabola
+    noise: float | None = None  # residual noise scale, metric units
+    df: int | None = None  # residual degrees of freedom
+    goodness: Goodness | None = None
+    bootstrap: BootstrapReport | None = None
+    cv: ModelChoice | None = None
+    skipped_groups: list[str] = Field(default_factory=list)
+    extend_ladder: list[str] = Field(default_factory=list)
+    free: list[str] = Field(default_factory=list)  # dsl: constants fitted
+    fixed_at_published: list[str] = Field(default_factory=list)  # dsl: constants held at the published values
+    notes: list[str] = Field(default_factory=list)  # what the fit assumed
 
 
 class LawFile(BaseModel):
@@ -58,7 +155,7 @@ class LawFile(BaseModel):
     model_config = ConfigDict(extra="allow")
     law: str  # family name: ratio, linear, power, dsl
     coefficients: dict[str, float]
-    intervals: dict[str, list[float]] = Field(default_factory=dict)  # name -> [low, high]
+    intervals: dict[str, list[float] | None] = Field(default_factory=dict)  # name -> [low, high], or None: no interval
     samples: list[dict[str, float]] = Field(default_factory=list)  # bootstrap draws of the coefficients
     optima: list[StudentOptimum] = Field(default_factory=list)
     size_measure: SizeMeasure = "total"
@@ -70,7 +167,20 @@ class LawFile(BaseModel):
     level: float = 0.9
     provenance: str = ""
     fitted: bool = True  # False for a reference reading with no runs behind it
-    diagnostics: dict[str, Any] = Field(default_factory=dict)
+    regime: LawRegime = Field(default_factory=LawRegime)
+    diagnostics: LawDiagnostics = Field(default_factory=LawDiagnostics)
+
+    @model_validator(mode="after")
+    def _no_zero_width_interval(self) -> "LawFile":
+        # No zero-width interval can be written or read: one found becomes "no interval", and the file says so.
+        dropped = [name for name, v in self.intervals.items() if v is not None and collapsed(v[0], v[1])]
+        if dropped:
+            for name in dropped:
+                self.intervals[name] = None
+            note = f"the interval of {', '.join(dropped)} had zero width and was dropped (no interval)"
+            if note not in self.diagnostics.warnings:
+                self.diagnostics = self.diagnostics.model_copy(update={"warnings": [*self.diagnostics.warnings, note]})
+        return self
 
 
 class FitOptions(BaseModel):
@@ -101,6 +211,11 @@ class Law(Protocol):
         """The student's expected metric with this teacher, or None if the law cannot say."""
         ...
 
+    @classmethod
+    def fit(cls, runs: Sequence[RunRecord], options: FitOptions) -> Law:
+        """Fit this family to runs (the one face for fitting; `fit_law` calls nothing else)."""
+        ...
+
 
 _LAW_CLASSES: dict[str, Callable[[LawFile], Law]] = {}
 
@@ -125,6 +240,12 @@ def law_class(name: str) -> Callable[[LawFile], Law]:
     if name not in _LAW_CLASSES:
         raise InputError(f"law family {name!r} is unknown; accepted: {', '.join(sorted(_LAW_CLASSES))}")
     return _LAW_CLASSES[name]
+
+
+def registered_families() -> tuple[str, ...]:
+    """Every law family, simplest first (fewest coefficients): the tie-break order of `auto`."""
+    _import_families()
+    return tuple(sorted(_LAW_CLASSES, key=lambda name: (len(getattr(_LAW_CLASSES[name], "parameters", "x" * 99)), name)))
 
 
 def law_from_file(file: LawFile) -> Law:
@@ -172,8 +293,9 @@ def _import_families(wanted: str | None = None) -> None:
     names = [m.name for m in pkgutil.iter_modules(package.__path__) if m.name != "base"]
     if wanted in _LAW_CLASSES:
         return
-    if wanted in names:
-        importlib.import_module(f"capgap.laws.{wanted}")
+    module = wanted.replace("-", "_") if wanted is not None else None  # power-tokens lives in power_tokens.py
+    if module in names:
+        importlib.import_module(f"capgap.laws.{module}")
         if wanted in _LAW_CLASSES:
             return
     for name in names:

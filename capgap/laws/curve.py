@@ -1,44 +1,94 @@
-"""What the ratio, linear and power laws share: a curve T*(S) fitted to per-student optima.
+"""What the ratio, linear, power and power-tokens laws share: a location T*(S, D; theta) of the optimum,
+fitted in one pass over all runs by the one-stage model of ``capgap.onestage``.
 
-The fit works in log space on the optima of capgap.optima: measured optima
-contribute a Huber loss of their standardised residual (the standard error
-comes from the optimum's bootstrap interval), censored optima a Tobit term,
--log Phi, that only penalises a curve on the wrong side of the bound. The
-coefficients' and T*(S)'s intervals come from a bootstrap over whole runs that
-repeats the whole pipeline: resample runs, relocate every optimum (censoring
-included), refit the curve.
+A family defines only where the optimum is (``log_location``), its search box,
+its starting grid and how its internal parameters read as the coefficients the
+law file reports. Fitting, intervals, per-student optima and the fit's checks
+of itself are the same for every family and live here.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
 from capgap.errors import InputError
-from capgap.fit import huber, quantile_interval
-from capgap.laws.base import FitOptions, LawFile, StudentOptimum, TeacherEstimate
-from capgap.optima import AT_LEAST, AT_MOST, POINT, OptimaAnalysis, analyse_optima
-from capgap.records import RunRecord
+from capgap.fit import quantile_interval
+from capgap.groups import RunGroups, group_runs
+from capgap.laws.base import (BootstrapReport, FitOptions, Goodness, LawDiagnostics, LawFile, LawRegime,
+                              TeacherEstimate, collapsed)
+from capgap.records import RunRecord, ids_hash
 from capgap.sizes import format_size
 
-_LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
-ROBUST_DELTA = 1.5  # Huber delta on residuals in standard errors: one bad optimum cannot drag the curve
+FAR_RATIO = 1e4  # an optimal teacher beyond 10^4x its student is not a finding but a broken fit
+SHAPE_PARAMETERS = 2  # the far shape of the curves: s and alpha
+WINDOW: float | None = None  # ln units: the location is read from teachers within 3.3x of the optimum either side
+MIN_WINDOW_TEACHERS = 4  # ... and from at least the 4 teachers nearest to it
+WINDOW_ROUNDS = 3
+MIN_TEACHERS_FOR_SHAPE = 5  # a plateau needs teachers far from the optimum: fit the shape only with this many
+MODEL = ("metric = b_g + a_g^side·h(u), u = ln T − ln T*(S, D), h(u) = u²/(1 + s·u²); per group g a baseline "
+         "and left/right curvatures >= 0 (profiled out), Huber loss, residual bootstrap")
+
+
+@dataclass(frozen=True)
+class Centre:
+    """The geometric centre of the groups: the search works in sizes relative to it (nearly uncorrelated parameters)."""
+
+    log_student: float
+    log_tokens_per_param: float  # NaN when the runs give no tokens
+
+    @classmethod
+    def of(cls, groups: RunGroups) -> Centre:
+        tpp = groups.log_tokens_per_param
+        return cls(float(groups.log_student.mean()), float(np.nanmean(tpp)) if np.isfinite(tpp).any() else np.nan)
 
 
 class CurveLaw:
-    """Base of laws T* = curve(S; coefficients). Subclasses define the curve and its parameterisation.
-
-    Internally the fit uses sizes centred on ``scale`` (the geometric mean
-    student size), u = ln(S / scale), and returns ln(T* / scale).
-    """
+    """Base of laws T* = curve(S, D; coefficients). Subclasses define the location and its parameterisation."""
 
     name: ClassVar[str]
     formula: ClassVar[str]
     parameters: ClassVar[tuple[str, ...]]
+    uses_tokens: ClassVar[bool] = False
 
+    # -- the location, defined by each family ---------------------------------
+    @staticmethod
+    def log_location(theta: np.ndarray, z_student: np.ndarray, z_tokens: np.ndarray) -> np.ndarray:
+        """ln(T*) − centre at z = ln S − centre (and z_tokens = ln(D/S) − centre); theta (B, P) -> (B, G)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def natural(theta: np.ndarray, centre: Centre) -> dict[str, np.ndarray]:
+        """Internal parameters (B, P) -> the coefficients the law file reports."""
+        raise NotImplementedError
+
+    @staticmethod
+    def teacher(coefficients: dict[str, np.ndarray | float], student: float, tokens: float | None) -> np.ndarray:
+        """T*(S, D) in natural units from natural coefficients (vectorised over coefficient draws)."""
+        raise NotImplementedError
+
+    @classmethod
+    def bounds(cls) -> list[tuple[float, float]]:
+        raise NotImplementedError
+
+    @classmethod
+    def grid(cls, groups: RunGroups, centre: Centre) -> np.ndarray:
+        """Starting points (K, P) spanning the teachers measured."""
+        raise NotImplementedError
+
+    @classmethod
+    def cannot_fit(cls, groups: RunGroups) -> str | None:
+        """Why the groups cannot identify this family's parameters, or None."""
+        sizes = len({k.student_params for k in groups.keys})
+        needed = len(cls.parameters)
+        if cls.uses_tokens or sizes >= needed:
+            return None
+        return f"the {cls.name} law ({cls.formula}) needs runs at {needed} or more student sizes; found {sizes}"
+
+    # -- the common face ----------------------------------------------------
     def __init__(self, file: LawFile) -> None:
         missing = [p for p in self.parameters if p not in file.coefficients]
         if missing:
@@ -48,236 +98,191 @@ class CurveLaw:
         draws = [s for s in file.samples if all(p in s for p in self.parameters)]
         self._samples = {p: np.array([s[p] for s in draws], dtype=float) for p in self.parameters}
 
-    # -- the curve, defined by each family ---------------------------------
-    @staticmethod
-    def teacher(coefficients: dict[str, np.ndarray | float], student: np.ndarray | float) -> np.ndarray:
-        """T*(S) in natural units from natural coefficients (vectorised over both)."""
-        raise NotImplementedError
+    def _tokens(self, student_params: float, tokens: float | None) -> float | None:
+        if tokens is not None or not self.uses_tokens:
+            return tokens
+        tpp = self.file.regime.tokens_per_param
+        # Without tokens, the geometric middle of the regime fitted on: the law's own ground.
+        return float(np.sqrt(tpp[0] * tpp[1]) * student_params) if tpp else None
 
-    @staticmethod
-    def log_curve(theta: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """ln(T*/scale) at u = ln(S/scale); theta (..., P) -> (..., G)."""
-        raise NotImplementedError
-
-    @staticmethod
-    def jacobian(theta: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """d log_curve / d theta; theta (..., P) -> (..., G, P)."""
-        raise NotImplementedError
-
-    @staticmethod
-    def natural(theta: np.ndarray, log_scale: float) -> dict[str, np.ndarray]:
-        """Internal parameters (..., P) -> the coefficients the law file reports."""
-        raise NotImplementedError
-
-    starts: ClassVar[list[np.ndarray]]
-    bounds: ClassVar[list[tuple[float | None, float | None]]]
-
-    # -- the common face ----------------------------------------------------
     def optimal_teacher(self, student_params: float, tokens: float | None = None) -> TeacherEstimate:
-        estimate = float(self.teacher(self.file.coefficients, float(student_params)))
+        tokens = self._tokens(student_params, tokens)
+        if self.uses_tokens and tokens is None:
+            raise InputError(f"the {self.name} law needs the student's distillation tokens; give --tokens")
+        with np.errstate(all="ignore"):
+            estimate = float(self.teacher(self.file.coefficients, float(student_params), tokens))
         if not np.isfinite(estimate) or estimate <= 0:
             raise InputError(f"the {self.name} law ({self.formula}) gives no positive teacher for a "
-                             f"{format_size(student_params)} student; it was fitted on students "
-                             f"{self._range_text()}")
+                             f"{format_size(student_params)} student; it was fitted on students {self._range_text()}")
         low = high = None
         if any(v.size for v in self._samples.values()):
-            draws = self.teacher(self._samples, float(student_params))
+            with np.errstate(all="ignore"):
+                draws = np.asarray(self.teacher(self._samples, float(student_params), tokens), dtype=float)
             low, high = quantile_interval(np.where(draws > 0, draws, np.nan), self.file.level)
-            if not np.isfinite(low):
+            if not np.isfinite(low) or collapsed(low, high):
                 low = high = None
         return TeacherEstimate(estimate=estimate, low=low, high=high, level=self.file.level)
 
     def predict_metric(self, student_params: float, teacher_params: float, tokens: float | None = None) -> float | None:
-        return None  # these laws locate the optimum; they do not model the metric itself
+        return None  # the group baselines of a new student are unknown: these laws locate the optimum only
 
     def _range_text(self) -> str:
-        if not self.file.student_range:
-            return "(no range recorded)"
-        low, high = self.file.student_range
-        return f"{format_size(low)}-{format_size(high)}"
+        span = self.file.regime.student_params or self.file.student_range
+        return f"{format_size(span[0])}-{format_size(span[1])}" if span else "(no range recorded)"
+
+    # -- fitting ------------------------------------------------------------
+    @classmethod
+    def fit(cls, runs: Sequence[RunRecord], options: FitOptions) -> CurveLaw:
+        """Fit this family to runs in one pass (see capgap.onestage), with intervals and self-checks."""
+        return fit_groups(cls, group_runs(runs, options.metric, options.direction, options.size_measure), options)
+
+    @classmethod
+    def search_space(cls, groups: RunGroups, centre: Centre, n_shape: int = 0):
+        from capgap.onestage import SearchSpace
+
+        z_student = groups.log_student - centre.log_student
+        z_tokens = np.nan_to_num(groups.log_tokens_per_param - centre.log_tokens_per_param)
+        return SearchSpace(log_location=lambda theta: cls.log_location(theta, z_student, z_tokens) + centre.log_student,
+                           bounds=cls.bounds(), grid=cls.grid(groups, centre), n_shape=n_shape)
 
 
-def fit_curve(cls: type[CurveLaw], runs: Sequence[RunRecord], options: FitOptions) -> CurveLaw:
-    """Fit a curve family to runs: optima, curve, bootstrap over whole runs."""
-    return fit_curve_to_optima(cls, analyse_optima(runs, options), options)
+def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> CurveLaw:
+    """The one-stage fit of ``cls`` to grouped runs: point, bootstrap, optima, diagnostics."""
+    from capgap.onestage import bootstrap, fit_point
+    from capgap.optima import read_optima
 
+    reason = cls.cannot_fit(groups)
+    if reason:
+        raise InputError(reason)
+    from capgap.onestage import degrees_of_freedom
 
-def runs_hash(runs: Sequence[RunRecord]) -> str:
-    """Content hash of a set of runs: SHA-256 of their sorted run ids (16 hex digits)."""
-    return ids_hash(r.run_id for r in runs)
-
-
-def ids_hash(run_ids: Iterable[str]) -> str:
-    return hashlib.sha256("\n".join(sorted(run_ids)).encode()).hexdigest()[:16]
-
-
-def check_enough_optima(cls: type[CurveLaw], analysis: OptimaAnalysis, keep: np.ndarray | None = None) -> None:
-    """InputError unless the measured (uncensored) optima cover enough student sizes for this family."""
-    keep = np.ones(len(analysis.groups), dtype=bool) if keep is None else keep
-    points = (analysis.status == POINT) & keep
-    sizes = len({analysis.groups[j].student_params for j in np.flatnonzero(points)})
-    needed = len(cls.parameters)
-    if sizes >= needed:
-        return
-    if not points.any():
-        raise InputError(unbracketed_message(analysis))
-    raise InputError(f"the {cls.name} law needs measured (uncensored) optima at {needed} or more student sizes; "
-                     f"found {sizes} (of {len(analysis.groups)} optima, {int((analysis.status != POINT).sum())} censored)")
-
-
-def ladder_advice(optima: Sequence[StudentOptimum]) -> list[str]:
-    """Which way to extend the teacher ladders of censored optima, one line per direction."""
-    above = [o for o in optima if o.censored == "at_least"]
-    below = [o for o in optima if o.censored == "at_most"]
-    advice = []
-    if above:
-        largest = max(max(o.teachers) for o in above)
-        advice.append(f"{len(above)} best at the largest teacher: add teachers above {format_size(largest)}")
-    if below:
-        smallest = min(min(o.teachers) for o in below)
-        advice.append(f"{len(below)} best at the smallest teacher: add teachers below {format_size(smallest)}")
-    return advice
-
-
-def unbracketed_message(analysis: OptimaAnalysis) -> str:
-    """What to tell a user whose teacher ladders bracket no optimum, and which way to extend them."""
-    return ("the teacher ladder does not bracket the optimum for any student (all "
-            f"{len(analysis.optima)} optima censored; {'; '.join(ladder_advice(analysis.optima))}); "
-            "no law or interval can be fitted")
-
-
-def _element_loss(z: np.ndarray, status: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Loss of each standardised residual z = (curve - optimum)/sigma, its derivative and curvature.
-
-    Measured optima: Huber. 'At least' bounds: -log Phi(z), zero cost well above the bound;
-    'at most' bounds: -log Phi(-z). INVALID entries cost nothing.
-    """
-    from scipy.special import log_ndtr  # imported here: loading a law must not pay for scipy
-
-    point, above, below = status == POINT, status == AT_LEAST, status == AT_MOST
-    signed = np.where(below, -z, z)
-    mills = np.exp(-0.5 * signed**2 - _LOG_SQRT_2PI - log_ndtr(signed))  # phi/Phi, stable far into the tails
-    tobit = -log_ndtr(signed)
-    loss = np.where(point, huber(z, ROBUST_DELTA), np.where(above | below, tobit, 0.0))
-    first = np.where(point, np.clip(z, -ROBUST_DELTA, ROBUST_DELTA),
-                     np.where(above, -mills, np.where(below, mills, 0.0)))
-    # For Huber the IRLS weight psi(z)/z stands in for the second derivative (zero in the tails),
-    # so that a start far from the data still gets a curvature and a sensible Newton step.
-    second = np.where(point, ROBUST_DELTA / np.maximum(np.abs(z), ROBUST_DELTA),
-                      np.where(above | below, mills * (signed + mills), 0.0))
-    return loss, first, second
-
-
-def _fit_theta(cls: type[CurveLaw], u: np.ndarray, y: np.ndarray, sigma: np.ndarray, status: np.ndarray) -> np.ndarray:
-    """The point fit: every start of the family's grid solved at once, the lowest objective kept."""
-    starts = np.array(cls.starts)
-    rows = starts.shape[0]
-    fits = _fit_theta_batch(cls, u, np.tile(y, (rows, 1)), sigma, np.tile(status, (rows, 1)), starts, iterations=200)
-    values = _element_loss((cls.log_curve(fits, u) - y) / sigma, status)[0].sum(axis=1)
-    return fits[np.nanargmin(values)]
-
-
-def _fit_theta_batch(cls: type[CurveLaw], u: np.ndarray, y: np.ndarray, sigma: np.ndarray, status: np.ndarray,
-                     start: np.ndarray, iterations: int = 60) -> np.ndarray:
-    """One fit per row of (y, status) (B, G) at once: damped Gauss-Newton from ``start`` (P,) or (B, P),
-    within the bounds.
-
-    The bootstrap refits thousands of tiny problems; solving them together in
-    numpy is ~100x faster than one optimiser call each. The objective is the
-    same as the point fit's, and each row starts at the point fit's solution.
-    """
-    n_rows, n_params = y.shape[0], start.shape[-1]
-    theta = np.broadcast_to(start, (n_rows, n_params)).copy()
-    low = np.array([b[0] if b[0] is not None else -np.inf for b in cls.bounds])
-    high = np.array([b[1] if b[1] is not None else np.inf for b in cls.bounds])
-    y = np.nan_to_num(y)  # INVALID entries carry NaN locations and no loss
-
-    def total(t: np.ndarray) -> np.ndarray:
-        return _element_loss((cls.log_curve(t, u) - y) / sigma, status)[0].sum(axis=1)
-
-    current = total(theta)
-    damping = np.full(n_rows, 1e-3)
-    done = np.zeros(n_rows, dtype=bool)
-    for _ in range(iterations):
-        _, first, second = _element_loss((cls.log_curve(theta, u) - y) / sigma, status)
-        jac = cls.jacobian(theta, u) / sigma[:, None]  # (B, G, P)
-        grad = np.einsum("bg,bgp->bp", first, jac)
-        hess = np.einsum("bg,bgp,bgq->bpq", second, jac, jac)
-        # Levenberg-Marquardt damping on the diagonal, floored so rank-deficient rows stay solvable.
-        diagonal = np.einsum("bpp->bp", hess)
-        floor = 1e-9 * diagonal.max(axis=1, keepdims=True) + 1e-12
-        hess += np.einsum("bp,pq->bpq", damping[:, None] * np.maximum(diagonal, floor) + floor, np.eye(n_params))
-        # A row at a degenerate point (e.g. a linear curve floored below zero) takes no step this round.
-        stuck = ~(np.isfinite(hess).all(axis=(1, 2)) & np.isfinite(grad).all(axis=1))
-        hess[stuck], grad[stuck] = np.eye(n_params), 0.0
-        step = -np.linalg.solve(hess, grad[..., None])[..., 0]
-        trial = np.clip(theta + step, low, high)
-        value = total(trial)
-        better = value <= current
-        theta = np.where(better[:, None], trial, theta)
-        done |= better & (current - value < 1e-10 * (1.0 + np.abs(current)))
-        current = np.where(better, value, current)
-        damping = np.where(better, damping * 0.3, damping * 10.0)
-        done |= damping > 1e8  # no step improves any more: at a minimum (or stuck at a bound)
-        if done.all():
-            break
-    return theta
-
-
-def fit_curve_to_optima(cls: type[CurveLaw], analysis: OptimaAnalysis, options: FitOptions,
-                        keep: np.ndarray | None = None) -> CurveLaw:
-    """Fit the curve to the optima (``keep``: a mask of groups to use, for cross-validation)."""
-    keep = np.ones(len(analysis.groups), dtype=bool) if keep is None else keep
-    check_enough_optima(cls, analysis, keep)
-    log_student = analysis.log_student[keep]
-    log_scale = float(log_student.mean())
-    u, sigma = log_student - log_scale, analysis.log_sigma[keep]
-    status, y = analysis.status[keep], analysis.log_optimum[keep] - log_scale
-    theta = _fit_theta(cls, u, y, sigma, status)
-
-    samples: list[dict[str, float]] = []
-    failed = 0
-    if options.bootstrap > 0:
-        rng = np.random.default_rng([options.seed, 1])
-        boot_status, boot_location = analysis.resample(options.bootstrap, rng)
-        boot_status, boot_location = boot_status[:, keep], boot_location[:, keep] - log_scale
-        # A resample needs measured optima at as many student sizes as the curve has parameters.
-        sizes_measured = np.array([len(np.unique(u[row == POINT])) for row in boot_status])
-        usable = sizes_measured >= len(cls.parameters)
-        failed = int((~usable).sum())
-        if usable.any():
-            draws = _fit_theta_batch(cls, u, boot_location[usable], sigma, boot_status[usable], theta)
-            natural = cls.natural(draws, log_scale)
-            samples = [{name: float(natural[name][i]) for name in cls.parameters} for i in range(draws.shape[0])]
-
-    coefficients = {name: float(value) for name, value in cls.natural(theta, log_scale).items()}
-    intervals = {}
+    centre = Centre.of(groups)
+    n_shape = SHAPE_PARAMETERS if max(len(t) for t in groups.teachers) >= MIN_TEACHERS_FOR_SHAPE else 0
+    space = cls.search_space(groups, centre, n_shape)
+    n_search = len(cls.parameters) + n_shape
+    df = degrees_of_freedom(groups, n_search)
+    if df < 0:
+        raise InputError(f"{groups.n_runs} runs in {len(groups.keys)} group(s) cannot determine the "
+                         f"{groups.n_runs - df} parameters of the {cls.name} law's curves (three per group and "
+                         f"{n_search} shared): measure more teachers per student")
+    with np.errstate(all="ignore"):
+        point, fitted_groups = _fit_in_window(cls, groups, centre, space)
+        df = point.df
+        coefficients = point.profile.coefficients[0]
+        if not (coefficients[:, 1:] > 0).any():
+            raise InputError("no group's metric changes with teacher size (every fitted curvature is zero): "
+                             "the runs locate no optimal teacher")
+        boot = None
+        if options.bootstrap > 0 and df > 0:
+            boot = bootstrap(fitted_groups, point, options.bootstrap, np.random.default_rng(options.seed))
+    draws = boot.draws if boot is not None else np.empty((0, n_search))
+    natural_point = {k: float(v[0]) for k, v in cls.natural(point.theta[None, :], centre).items()}
+    natural_draws = cls.natural(space.split(draws)[0], centre) if draws.size else {}
+    samples = [{name: float(natural_draws[name][i]) for name in cls.parameters} for i in range(draws.shape[0])]
+    intervals: dict[str, list[float] | None] = {}
     for name in cls.parameters:
-        low, high = quantile_interval([s[name] for s in samples], options.level)
-        if np.isfinite(low):
-            intervals[name] = [low, high]
-    optima = [o for o, k in zip(analysis.optima, keep) if k]
-    run_ids = analysis.run_ids(keep)
-    students = [o.student_params for o in optima]
+        low, high = quantile_interval(natural_draws.get(name, []), options.level)
+        intervals[name] = [low, high] if np.isfinite(low) and not collapsed(low, high) else None
+    optima = read_optima(groups, space, point, draws, options.level)
+    if all(_far_beyond_ladder(o) for o in optima):
+        raise InputError(f"the teacher ladder brackets the optimum of no student (all {len(optima)} lie beyond "
+                         f"their teachers: {'; '.join(_ladder_advice(optima))}); a law read off curves that never "
+                         "turn is extrapolation, not a fit")
+    warnings = _self_check(cls, groups, point, boot, intervals, optima, df, options)
+    students = [k.student_params for k in groups.keys]
+    tpp = [k.tokens / k.student_params for k in groups.keys if k.tokens]
+    residual = fitted_groups.badness - point.profile.fitted[0]
     file = LawFile(
-        law=cls.name, coefficients=coefficients, intervals=intervals, samples=samples, optima=optima,
+        law=cls.name, coefficients=natural_point, intervals=intervals, samples=samples, optima=optima,
         size_measure=options.size_measure, metric=options.metric, direction=options.direction,
-        n_runs=len(run_ids), runs_hash=ids_hash(run_ids), student_range=[min(students), max(students)],
+        n_runs=groups.n_runs, runs_hash=ids_hash(groups.run_ids), student_range=[min(students), max(students)],
         level=options.level, fitted=True,
-        provenance=(f"fitted by capgap from {len(run_ids)} runs ({len(optima)} per-student optima); "
+        regime=LawRegime(student_params=[min(students), max(students)],
+                         tokens_per_param=[min(tpp), max(tpp)] if tpp else None,
+                         student_init=sorted({k.student_init for k in groups.keys})),
+        provenance=(f"fitted by capgap in one pass over {groups.n_runs} runs in {len(groups.keys)} groups; "
                     f"{options.metric}, {options.direction} is better; {options.size_measure} sizes; "
-                    f"{options.bootstrap} bootstrap resamples over whole runs, seed {options.seed}"),
-        diagnostics={"formula": cls.formula, "goodness": _goodness(cls, theta, u, y, status),
-                     "bootstrap": {"resamples": options.bootstrap, "failed": failed}},
+                    f"{options.bootstrap} residual-bootstrap resamples, seed {options.seed}"),
+        diagnostics=LawDiagnostics(
+            warnings=warnings, formula=cls.formula, model=MODEL, shape=list(point.shape), noise=point.noise, df=df,
+            goodness=Goodness(rmse=float(np.sqrt(np.mean(residual**2))), n_runs=fitted_groups.n_runs,
+                              n_groups=len(groups.keys), n_outside_window=groups.n_runs - fitted_groups.n_runs),
+            bootstrap=BootstrapReport(method="residual bootstrap, residuals inflated by sqrt(n/df)",
+                                      resamples=options.bootstrap if boot else 0,
+                                      failed=boot.failed if boot else 0, unconverged=boot.unconverged if boot else 0),
+            skipped_groups=[f"{label} ({n} teacher sizes)" for label, n in groups.skipped],
+            extend_ladder=_ladder_advice(optima)),
     )
     return cls(file)
 
 
-def _goodness(cls: type[CurveLaw], theta: np.ndarray, u: np.ndarray, y: np.ndarray, status: np.ndarray) -> dict:
-    """In-sample fit on log T*: RMSE over measured optima, and how many censored bounds the curve respects."""
-    f = cls.log_curve(theta, u)
-    point = status == POINT
-    residual = f[point] - y[point]
-    respected = int(np.sum((f >= y - 1e-9)[status == AT_LEAST]) + np.sum((f <= y + 1e-9)[status == AT_MOST]))
-    return {"rmse_log": float(np.sqrt(np.mean(residual**2))), "max_abs_log": float(np.max(np.abs(residual))),
-            "n_points": int(point.sum()), "n_censored": int((~point).sum()), "censored_respected": respected}
+def _fit_in_window(cls: type[CurveLaw], groups: RunGroups, centre: Centre, space):
+    """The point fit on the runs near each group's optimum (see ``onestage.window``), iterated until stable.
+
+    Returns (point fit, the groups of the runs it used).
+    """
+    from capgap.onestage import fit_point, window
+
+    point = fit_point(groups, space)
+    used = np.ones(groups.n_runs, dtype=bool)
+    fitted_groups = groups
+    for _ in range(WINDOW_ROUNDS if WINDOW is not None else 0):
+        keep = window(groups, space.log_location(point.theta[None, :])[0], WINDOW, MIN_WINDOW_TEACHERS)
+        if np.array_equal(keep, used):
+            break
+        used = keep
+        fitted_groups = groups.take_runs(keep)
+        point = fit_point(fitted_groups, cls.search_space(fitted_groups, centre, space.n_shape))
+    return point, fitted_groups
+
+
+def _far_beyond_ladder(optimum) -> bool:
+    """An optimum beyond its group's ladder by more than the ladder's mean spacing (at the edge is not beyond)."""
+    if not optimum.censored:
+        return False
+    log_teachers = np.log(optimum.teachers)
+    spacing = float(np.mean(np.diff(log_teachers)))
+    edge = log_teachers[-1] if optimum.censored == "at_least" else log_teachers[0]
+    return abs(np.log(optimum.teacher_params) - edge) > spacing
+
+
+def _ladder_advice(optima) -> list[str]:
+    from capgap.optima import ladder_advice
+
+    return ladder_advice(optima)
+
+
+def _self_check(cls: type[CurveLaw], groups: RunGroups, point, boot, intervals: dict, optima, df: int,
+                options: FitOptions) -> list[str]:
+    """The fit's checks of itself, each a sentence for the law file, `fit` and `recommend`."""
+    warnings: list[str] = []
+    if df == 0:
+        warnings.append(f"{groups.n_runs} runs leave no degrees of freedom beyond the model's parameters: "
+                        "there is no interval, and the point estimate is an exact fit")
+    elif options.bootstrap > 0 and any(v is None for v in intervals.values()):
+        empty = [name for name, v in intervals.items() if v is None]
+        warnings.append(f"no interval for {', '.join(empty)}: the bootstrap resamples did not spread")
+    sizes = len({k.student_params for k in groups.keys})
+    if sizes <= len(cls.parameters) and not cls.uses_tokens:
+        warnings.append(f"{sizes} student size(s) for {len(cls.parameters)} law parameter(s): the law passes "
+                        "through the data with nothing left to test its form")
+    names = ["coefficient " + cls.parameters[i] if i < len(cls.parameters) else "a parameter" for i in point.at_bounds]
+    if point.at_bounds:
+        warnings.append(f"{', '.join(names)} at the bound of its search range: the runs do not pin it down")
+    if boot is not None and boot.failed:
+        warnings.append(f"{boot.failed} of {boot.requested} bootstrap resamples failed to refit and are left out "
+                        "of the intervals")
+    if boot is not None and boot.unconverged > 0.05 * boot.requested:
+        warnings.append(f"{boot.unconverged} of {boot.requested} bootstrap refits stopped before converging")
+    ratios = [o.teacher_params / o.student_params for o in optima]
+    if min(ratios) < 1.0:
+        warnings.append(f"the optimal teacher comes out smaller than its student ({min(ratios):.2g}x) for some "
+                        "students fitted on: a teacher smaller than the student is outside what the law means")
+    if max(ratios) > FAR_RATIO:
+        warnings.append(f"the optimal teacher comes out {max(ratios):.3g}x its student: far beyond any measured "
+                        "teacher, the fit is extrapolating a curve that does not turn")
+    inits = sorted({k.student_init for k in groups.keys})
+    if len(inits) > 1:
+        warnings.append(f"the runs mix student inits ({', '.join(inits)}) under one law; pruned and scratch students "
+                        "need not share an optimal teacher (fit --init to separate them)")
+    return warnings

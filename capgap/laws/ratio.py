@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
-from capgap.laws.base import FitOptions, register_law
-from capgap.laws.curve import CurveLaw, fit_curve
-from capgap.records import RunRecord
+from capgap.laws.base import register_law
+from capgap.laws.curve import CurveLaw
+from capgap.onestage import grid_box
 
 
 @register_law("ratio")
@@ -17,26 +15,23 @@ class RatioLaw(CurveLaw):
     formula = "T* = r·S"
     parameters = ("r",)
     # theta = (ln r,)
-    starts = [np.array([0.0]), np.array([1.0]), np.array([2.0])]
-    bounds = [(np.log(1e-3), np.log(1e3))]
 
     @staticmethod
-    def teacher(coefficients, student):
+    def log_location(theta, z_student, z_tokens):
+        return theta[:, 0:1] + z_student[None, :]
+
+    @staticmethod
+    def natural(theta, centre):
+        return {"r": np.exp(theta[:, 0])}
+
+    @staticmethod
+    def teacher(coefficients, student, tokens):
         return np.asarray(coefficients["r"]) * student
 
-    @staticmethod
-    def log_curve(theta, u):
-        return theta[..., 0:1] + u
+    @classmethod
+    def bounds(cls):
+        return [(np.log(1e-2), np.log(1e5))]
 
-    @staticmethod
-    def jacobian(theta, u):
-        return np.broadcast_to(np.ones_like(u)[:, None], theta.shape[:-1] + (u.size, 1))
-
-    @staticmethod
-    def natural(theta, log_scale):
-        return {"r": np.exp(theta[..., 0])}
-
-
-def fit(runs: Sequence[RunRecord], options: FitOptions) -> RatioLaw:
-    """Fit T* = r·S to the runs' per-student optima."""
-    return fit_curve(RatioLaw, runs, options)
+    @classmethod
+    def grid(cls, groups, centre):
+        return grid_box([np.linspace(-1.0, 6.0, 15)])
