@@ -76,3 +76,26 @@ class MeasureConfig:
     wikitext: bool = True  # score wikitext2_ppl (out of domain for a Shakespeare ladder, and costs a forward pass)
     wikitext_tokens: int = EVAL_TOKENS
     progress: bool = True
+
+
+@dataclass(frozen=True)
+class AssistantConfig:
+    """One teacher-assistant job (capgap.measure.assistant): candidates scored in one sandwich run, then the chain."""
+
+    teacher: str  # a checkpoint folder or hub name
+    student: str  # the student's size ('30k', '1.3B')
+    candidates: tuple[str, ...]  # sparsities (0 < p < 1) or sizes of the candidate assistants, as given
+    store: str  # the run store (.jsonl) to append to
+    train: TrainConfig  # the recipe of every distillation; train.tokens is the student's run
+    lam: float = 0.2  # lambda of MiniDisc's tradeoff t = m + lambda * sparsity (the paper's default)
+    sampled: int = 2  # k middle candidates per sandwich step besides the largest and smallest (US-Nets' n = 2)
+    sandwich_tokens: int | None = None  # tokens of the scoring run; None: train.tokens
+    assistant_tokens: int = 0  # further distillation of the chosen assistant from the teacher (0: as scored)
+    compare: bool = False  # also direct distillation and the exhaustive search (one chain per candidate)
+    out: str | None = None  # folder for the assistants' checkpoints; None: '<store stem>-assistants' beside it
+    corpus: str = CORPUS
+    lambada: str | None = None
+    eval_tokens: int = EVAL_TOKENS
+    wikitext: bool = True
+    wikitext_tokens: int = EVAL_TOKENS
+    progress: bool = True

@@ -313,7 +313,8 @@ class _PairRunner:
         ids = data.train_ids[: CALIB_BATCHES * CALIB_BATCH_SIZE * window].view(-1, window)
         return [b.to(self.device) for b in ids.split(CALIB_BATCH_SIZE)]
 
-    def run(self, pair: Pair, label: str) -> RunRecord:
+    def run(self, pair: Pair, label: str, save_to: Path | None = None) -> RunRecord:
+        """Distil one pair; with ``save_to``, the trained student is also saved there as a checkpoint."""
         from capgap.measure import prune
 
         start = time.perf_counter()
@@ -348,6 +349,9 @@ class _PairRunner:
         if self.lambada_texts:
             metrics["lambada_acc"] = lambada_acc(student, data.tokenizer, self.lambada_texts, seq_len=self.config.seq_len)
             extra["lambada_examples"] = len(self.lambada_texts)
+        if save_to is not None:  # a teacher for a later run (capgap.measure.assistant's chains)
+            student.save_pretrained(save_to)
+            data.tokenizer.save_pretrained(save_to)
         extra.update({
             "student_config": {k: v for k, v in student.config.to_dict().items()
                                if k in ("n_layer", "n_embd", "n_head", "n_inner", "num_hidden_layers", "hidden_size",
