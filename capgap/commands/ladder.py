@@ -29,9 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.set_defaults(func=train_command)
 
 
-def add_training_flags(parser: argparse.ArgumentParser, *, tokens_help: str) -> None:
+def add_training_flags(parser: argparse.ArgumentParser, *, tokens_help: str, tokens_required: bool = True) -> None:
     """Flags shared by `ladder train` and `measure`: data, recipe, device."""
-    parser.add_argument("--tokens", required=True, type=lambda s: parse_size(s, what="--tokens"), help=tokens_help)
+    parser.add_argument("--tokens", required=tokens_required, type=lambda s: parse_size(s, what="--tokens"), help=tokens_help)
     parser.add_argument("--corpus", default=CORPUS,
                         help=f"{CORPUS} (default), wikitext2, or a text file/folder")
     parser.add_argument("--seq-len", type=int, default=TrainConfig.seq_len, help=f"default {TrainConfig.seq_len}")

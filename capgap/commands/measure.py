@@ -7,6 +7,7 @@ import os
 import sys
 
 from capgap.commands.ladder import add_training_flags, train_config
+from capgap.errors import InputError
 from capgap.measure.config import DEFAULT_TOP_K, EVAL_TOKENS, MeasureConfig, TrainConfig
 from capgap.sizes import format_size, parse_size
 
@@ -15,8 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cmd = subparsers.add_parser("measure", help="distil students of each size from each larger teacher; record every run")
     cmd.add_argument("--teachers", required=True,
                      help="a ladder folder or its ladder.csv, or comma-separated hub names / checkpoint folders")
-    cmd.add_argument("--students", required=True,
+    cmd.add_argument("--students",
                      help="target sizes, absolute (2M,4M) or fractions of the teacher (0.4), comma-separated")
+    cmd.add_argument("--plan", metavar="PLAN.csv", help="run exactly the rows of a `capgap plan --out` file "
+                     "(student, teacher, tokens, seed), teachers named by --teachers; replaces --students and --tokens")
     cmd.add_argument("--runs", "--store", dest="store", required=True, metavar="RUNS.jsonl",
                      help="run store to append to (created if missing)")
     cmd.add_argument("--student-init", default=MeasureConfig.student_init, help="pruned (default), scratch or both")
@@ -37,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="share the teacher's top-k logits among a sweep's students (written once, then read; "
                           "KD over top-k + rest; implies --fast)")
     cmd.add_argument("--cache-top-k", type=int, default=DEFAULT_TOP_K, help=f"k of --teacher-cache (default {DEFAULT_TOP_K})")
-    add_training_flags(cmd, tokens_help="distillation tokens per run (e.g. 500k)")
+    add_training_flags(cmd, tokens_help="distillation tokens per run (e.g. 500k)", tokens_required=False)
     cmd.set_defaults(func=measure_command)
 
 
@@ -56,7 +59,17 @@ def measure_command(args: argparse.Namespace) -> int:
     from capgap.measure.sweep import measure
 
     quiet_transformers()
-    result = measure(measure_config(args), warn=lambda line: print(line, file=sys.stderr))
+    warn = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    if args.plan:
+        from capgap.measure.plan_runs import measure_plan
+
+        args.tokens, args.students = args.tokens or 1, args.students or "plan"  # the plan's rows say each run's own
+        result = measure_plan(measure_config(args), args.plan, warn=warn)
+    else:
+        missing = [flag for flag, value in (("--students", args.students), ("--tokens", args.tokens)) if not value]
+        if missing:
+            raise InputError(f"measure needs {' and '.join(missing)} (or --plan PLAN.csv)")
+        result = measure(measure_config(args), warn=warn)
     if os.environ.get("RANK", "0") != "0":  # torchrun: the main process reports for all
         return 0
     for record in result.records:

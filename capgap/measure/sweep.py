@@ -211,10 +211,12 @@ def ladder_warnings(teachers: list[Teacher]) -> list[str]:
     return [f"warning: {inv.sentence()}" for inv in inversions(ranked)]
 
 
-def measure(config: MeasureConfig, *, warn: Callable[[str], None] | None = None) -> SweepResult:
+def measure(config: MeasureConfig, *, warn: Callable[[str], None] | None = None,
+            only: set[tuple[str, int]] | None = None) -> SweepResult:
     """Run every pending pair of the sweep (this shard's share); append one record per finished pair.
 
     ``warn`` receives one line per teacher-quality inversion of the ladder before any run.
+    ``only``: run just these (teacher name, target size) pairs (capgap.measure.plan_runs); None: all.
     """
     recipe = config.train
     if not 0.0 <= recipe.alpha <= 1.0:
@@ -251,7 +253,11 @@ def measure(config: MeasureConfig, *, warn: Callable[[str], None] | None = None)
                                             f"{first_teacher[teacher.family]})")
 
     fingerprints = {family: vocab_fingerprint(data.tokenizer) for family, data in prepared.items()}
+    if only is not None:  # a plan's pairs: only its teachers need to reach its sizes
+        teacher_list = [t for t in teacher_list if t.name in {name for name, _ in only}]
     pairs = plan_pairs(teacher_list, targets, inits)
+    if only is not None:
+        pairs = [p for p in pairs if (p.teacher.name, p.target) in only]
     identity = {"corpus": text.name, "tokens": recipe.tokens, "seq_len": recipe.seq_len,
                 "batch_tokens": recipe.batch_tokens, "lr": recipe.lr, "alpha": recipe.alpha,
                 "temperature": recipe.temperature, "seed": recipe.seed}

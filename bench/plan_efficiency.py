@@ -1,0 +1,145 @@
+"""Closed-loop efficiency of `capgap plan`: runs needed to reach ±20% at the target, planner vs grid vs random.
+
+Run: nice .venv/bin/python bench/plan_efficiency.py [--loops 30] [--scenarios NAME ...] [--bootstrap 100]
+
+Each loop starts with no runs and repeats: choose a batch of BATCH runs, measure them
+(synthetic runs with a planted optimum, capgap.synthetic), fit the law the same way
+for every design (`fit_law(runs, law="ratio", bootstrap=B)`, as `capgap fit --law
+ratio`), and stop once the 90% interval of T* at every target is within ±20%
+((high − low) / (2·estimate) <= 0.2), or at CAP runs. Designs:
+
+* planner: `capgap.plan.plan_runs(runs, targets, ladder, BATCH)` (the published laws as prior at the start);
+* grid: the ladder swept coarse to fine (every 4th teacher first, then the ones between), round robin over
+  the target students, then again with new seeds: the usual full sweep, in its most favourable order;
+* random: teachers drawn uniformly from the ladder (repeats allowed), round robin over the target students.
+
+Printed per scenario: the median runs needed by each design (a loop that never gets
+there counts as CAP + BATCH), how many loops reached the target, and how often the
+final interval held the planted optimum. Target: planner median <= half the grid's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+import warnings
+from datetime import date
+
+import numpy as np
+
+BATCH = 4
+CAP = 48  # runs: a loop that has not reached the target by then stops
+WIDTH = 0.2
+NOISE, CURVATURE = 0.02, 0.05  # a curve 2.5 noise levels deep one ln unit from its optimum: a hard, honest case
+S = 100_000_000
+MULTIPLES = tuple(float(m) for m in np.geomspace(1.25, 200.0, 16))  # a 16-model ladder, 1.25x to 200x
+
+# name -> (target students, planted ratio, synthetic_runs arguments)
+SCENARIOS: dict[str, tuple[tuple[int, ...], float, dict]] = {
+    "symmetric, 2.5x": ((S,), 2.5, {}),
+    "asymmetric 3:1, 2.5x": ((S,), 2.5, dict(asymmetry=3.0)),
+    "flattening far away, 4x": ((S,), 4.0, dict(plateau=1.0, curvature=0.08)),
+    "far from the prior, 1.6x": ((S,), 1.6, dict(asymmetry=2.0)),
+    "far from the prior, 120x": ((S,), 120.0, {}),
+    "three students, 2.5x": ((S // 2, S, 2 * S), 2.5, dict(asymmetry=2.0)),
+}
+
+
+def _ladder(students):
+    from capgap.ladders import LadderModel
+
+    low, high = min(students) * MULTIPLES[0], max(students) * MULTIPLES[-1]
+    sizes = np.geomspace(low, high, len(MULTIPLES)) if len(students) > 1 else [S * m for m in MULTIPLES]
+    return [LadderModel(name=f"T{i:02d}", params=int(round(t))) for i, t in enumerate(sizes)]
+
+
+def _measure(student, teacher, seed, ratio, extra, rng):
+    from capgap.synthetic import synthetic_runs
+
+    args = dict(noise=NOISE, curvature=CURVATURE, **extra)
+    run = synthetic_runs(ratio=ratio, students=[student], teachers=[teacher], seed=int(rng.integers(1 << 30)), **args)[0]
+    return run.model_copy(update={"seed": seed, "run_id": f"{student}-{teacher}-{seed}-{rng.integers(1 << 40)}"})
+
+
+def _width(runs, students, bootstrap, seed):
+    """The fitted intervals at the targets (`capgap fit --law ratio`); None where the runs cannot be fitted yet."""
+    from capgap.errors import InputError
+    from capgap.lawfit import fit_law
+
+    try:
+        law = fit_law(runs, law="ratio", bootstrap=bootstrap, seed=seed)
+    except InputError:
+        return None
+    return [law.optimal_teacher(s, 20 * s) for s in students]
+
+
+def _grid_order(ladder, students):
+    order = []
+    for offset in (0, 2, 1, 3):
+        order += [m for i, m in enumerate(ladder) if i % 4 == offset]
+    return [(s, m) for m in order for s in students if m.params > s]
+
+
+def _loop(design, students, ratio, extra, bootstrap, seed):
+    from capgap.plan import plan_runs
+
+    rng = np.random.default_rng(seed)
+    ladder = _ladder(students)
+    runs, used = [], {}
+    grid = _grid_order(ladder, students)
+    while True:
+        plan = plan_runs(runs, list(students), ladder, BATCH, seed=seed, bootstrap=bootstrap) \
+            if design == "planner" else None
+        if runs:  # the planner's own "before" is this very fit (ratio law, same resamples and seed): not fitted twice
+            estimates = (plan.before if plan.start == "runs" else None) if plan is not None \
+                else _width(runs, students, bootstrap, seed)
+            if estimates and all(e.low is not None and (e.high - e.low) / (2 * e.estimate) <= WIDTH for e in estimates):
+                return len(runs), True, all(e.low <= ratio * s <= e.high for e, s in zip(estimates, students))
+        if len(runs) >= CAP:
+            return CAP + BATCH, False, False
+        if plan is not None:
+            batch = [(r.student_params, r.teacher_params) for r in plan.runs]
+        elif design == "grid":
+            batch = [grid[(len(runs) + i) % len(grid)] for i in range(BATCH)]
+            batch = [(s, m.params) for s, m in batch]
+        else:
+            batch = []
+            for i in range(BATCH):
+                s = students[(len(runs) + i) % len(students)]
+                batch.append((s, int(rng.choice([m.params for m in ladder if m.params > s]))))
+        for s, t in batch:
+            used[(s, t)] = used.get((s, t), -1) + 1
+            runs.append(_measure(s, t, used[(s, t)], ratio, extra, rng))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--loops", type=int, default=30)
+    parser.add_argument("--bootstrap", type=int, default=100)
+    parser.add_argument("--scenarios", nargs="*", help="only these scenarios (by name)")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    started = time.time()
+    print(f"# plan efficiency, {date.today()}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores; {args.loops} loops per scenario, batches of {BATCH}, cap {CAP} runs, "
+          f"noise {NOISE}, curvature {CURVATURE}, fit: ratio law, {args.bootstrap} bootstrap resamples\n")
+    print("| scenario | planner | grid | random | planner / grid | reached (p/g/r) | held truth (p/g/r) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name, (students, ratio, extra) in SCENARIOS.items():
+        if args.scenarios and name not in args.scenarios:
+            continue
+        result = {}
+        for design in ("planner", "grid", "random"):
+            outcomes = [_loop(design, students, ratio, extra, args.bootstrap, 1000 + i) for i in range(args.loops)]
+            result[design] = (float(np.median([o[0] for o in outcomes])), sum(o[1] for o in outcomes),
+                              sum(o[2] for o in outcomes))
+        p, g, r = result["planner"], result["grid"], result["random"]
+        print(f"| {name} | {p[0]:g} | {g[0]:g} | {r[0]:g} | {p[0] / g[0]:.2f} | {p[1]}/{g[1]}/{r[1]} "
+              f"| {p[2]}/{g[2]}/{r[2]} |", flush=True)
+    print(f"\n{time.time() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

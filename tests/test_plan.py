@@ -1,0 +1,149 @@
+"""capgap plan: the prior start, a fitted start, budgets, stopping, PLAN.csv, bad input, and plan -> measure -> plan."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from capgap.cli import main
+from capgap.errors import InputError
+from capgap.ladders import LadderModel
+from capgap.plan import PLAN_COLUMNS, plan_runs, read_plan_csv, write_plan_csv
+from capgap.sizes import distill_flops
+from capgap.synthetic import synthetic_runs
+
+S = 100_000_000
+LADDER = [LadderModel(name=f"T{i:02d}", params=int(S * m)) for i, m in enumerate(np.geomspace(1.25, 200, 16))]
+
+
+def _runs(multiples, noise=0.005, seed=1):
+    return synthetic_runs(ratio=2.5, students=[S], teachers=[int(S * m) for m in multiples], noise=noise, seed=seed)
+
+
+def test_no_runs_starts_from_the_published_laws_and_spreads_over_the_prior() -> None:
+    plan = plan_runs([], [S], LADDER, 6)
+    assert plan.start == "prior" and "published laws" in plan.notes[0]
+    before = plan.before[0]
+    assert before.low < 2.5 * S < before.high  # Zhang et al.'s 2.5x inside the prior ...
+    assert before.high > 50 * S  # ... and Busbridge et al.'s far larger optimum too
+    teachers = sorted(r.teacher_params for r in plan.runs)
+    assert len(plan.runs) == 6 and len(set(teachers)) >= 3  # enough distinct teachers to locate a curve
+    assert teachers[-1] / teachers[0] > 5  # spread, not piled on one rung
+
+
+def test_fitted_runs_concentrate_near_the_optimum_and_shrink_the_interval() -> None:
+    runs = _runs([1.25, 1.6, 2.0, 2.5, 3.2, 4.0, 6.4, 13.4], noise=0.01)
+    plan = plan_runs(runs, [S], LADDER, 4)
+    assert plan.start == "runs" and plan.law == "ratio"
+    before, after = plan.before[0], plan.after[0]
+    assert before.low < before.estimate < before.high
+    assert after.relative_half_width < before.relative_half_width
+    assert after.estimate == before.estimate
+    near = [abs(math.log(r.teacher_params / before.estimate)) < math.log(4) for r in plan.runs]
+    assert sum(near) >= len(near) / 2  # most of the batch where the curve turns, not along a 200x ladder
+
+
+def test_repeats_get_new_seeds_and_flops_budget_is_kept() -> None:
+    runs = _runs([1.25, 2.0, 2.5, 3.2, 5.0, 9.5])
+    budget = 2.5 * distill_flops(S, 3 * S, 20 * S)
+    plan = plan_runs(runs, [S], LADDER, 8, flops_budget=budget)
+    assert sum(r.flops for r in plan.runs) <= budget and plan.flops <= budget
+    assert 1 <= len(plan.runs) <= 3
+    seen = {(r.teacher_params, r.seed) for r in runs}
+    assert all((r.teacher_params, r.seed) not in seen for r in plan.runs)
+
+
+def test_target_width_already_met_proposes_nothing() -> None:
+    runs = _runs([1.25, 1.6, 2.0, 2.5, 3.2, 4.0, 5.0, 6.4] * 3, noise=0.002)
+    plan = plan_runs(runs, [S], LADDER, 4, target_width=0.2)
+    assert plan.done and plan.runs == [] and "already within" in plan.notes[-1]
+    assert plan.before[0].relative_half_width <= 0.2
+
+
+def test_plan_csv_round_trip_and_columns(tmp_path: Path) -> None:
+    plan = plan_runs([], [S], LADDER, 5)
+    path = tmp_path / "plan.csv"
+    write_plan_csv(plan, path)
+    with open(path, newline="") as handle:
+        assert next(csv.reader(handle)) == PLAN_COLUMNS
+    back = read_plan_csv(path)
+    assert [(r.student_params, r.teacher, r.tokens, r.seed) for r in back] == \
+        [(r.student_params, r.teacher, r.tokens, r.seed) for r in plan.runs]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--teachers", "nope"], "unknown ladder 'nope'"),
+    (["--student", "20B"], "at least as large as every teacher"),
+    (["--runs-budget", "0"], "--runs-budget must be at least 1"),
+    (["--target-width", "1.5"], "--target-width must lie between 0 and 1"),
+])
+def test_bad_input_is_one_line_exit_2(argv, words, capsys) -> None:
+    base = {"--student": "100M", "--teachers": "pythia", "--runs-budget": "4"}
+    base.update(dict(zip(argv[::2], argv[1::2])))
+    assert main(["plan", *[x for kv in base.items() for x in kv]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and words in err and "Traceback" not in err
+
+
+def test_cli_prints_intervals_and_writes_plan(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "plan.csv"
+    assert main(["plan", "--student", "160M", "--teachers", "pythia", "--runs-budget", "5", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "wide prior" in text and "expected after the batch" in text and f"wrote {out}" in text
+    assert len(read_plan_csv(out)) == 5
+
+
+def test_read_plan_rejects_bad_rows(tmp_path: Path) -> None:
+    path = tmp_path / "plan.csv"
+    path.write_text("student_params,teacher_params,teacher,tokens,seed\n40000,100000,rung,2000,x\n")
+    with pytest.raises(InputError, match=r"plan.csv:2: seed 'x' is not an integer"):
+        read_plan_csv(path)
+    path.write_text("student_params,teacher\n1,2\n")
+    with pytest.raises(InputError, match="lacks column"):
+        read_plan_csv(path)
+
+
+@pytest.mark.slow
+def test_end_to_end_plan_measure_fit_plan(tiny_corpus: Path, tmp_path: Path, capsys) -> None:
+    """plan (prior) -> measure --plan -> fit -> plan again, conditioned on the first plan's runs."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from capgap.store import RunStore
+
+    torch.set_num_threads(1)
+    ladder = tmp_path / "ladder"
+    assert main(["ladder", "train", "--family", "gpt2", "--sizes", "L1-d64,L2-d64,L3-d64", "--tokens", "8k",
+                 "--vocab-size", "300", "--seq-len", "32", "--batch-tokens", "512", "--quiet",
+                 "--corpus", str(tiny_corpus), "--out", str(ladder)]) == 0
+    first, store = tmp_path / "plan1.csv", tmp_path / "runs.jsonl"
+    assert main(["plan", "--student", "40k", "--teachers", str(ladder / "ladder.csv"), "--runs-budget", "5",
+                 "--tokens", "2k", "--out", str(first)]) == 0
+    planned = read_plan_csv(first)
+    assert len(planned) == 5 and len({r.teacher for r in planned}) == 3  # all three rungs, then repeats
+    sweep = ["--teachers", str(ladder), "--corpus", str(tiny_corpus), "--runs", str(store), "--seq-len", "32",
+             "--batch-tokens", "512", "--eval-tokens", "2k", "--no-wikitext", "--quiet"]
+    assert main(["measure", "--plan", str(first), *sweep]) == 0
+    records = RunStore(store).load(strict=True)
+    assert sorted((r.extra["teacher"], r.seed, r.tokens >= 2000) for r in records) == \
+        sorted((r.teacher, r.seed, True) for r in planned)
+    assert main(["measure", "--plan", str(first), *sweep]) == 0  # resumable: nothing run twice
+    assert len(RunStore(store).load()) == 5
+    bad = tmp_path / "bad.csv"
+    bad.write_text("student_params,teacher_params,teacher,tokens,seed\n40000,100000,no-such-rung,2000,0\n")
+    capsys.readouterr()
+    assert main(["measure", "--plan", str(bad), *sweep]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "bad.csv:2: teacher 'no-such-rung' is not in the ladder" in err
+    capsys.readouterr()
+    main(["fit", str(store), "--law", "ratio", "--bootstrap", "50"])  # may refuse tiny, flat curves: exit 0 or 2
+    second = tmp_path / "plan2.csv"
+    assert main(["plan", str(store), "--student", "40k", "--teachers", str(ladder / "ladder.csv"),
+                 "--runs-budget", "3", "--tokens", "2k", "--out", str(second)]) == 0
+    again = read_plan_csv(second)
+    done = {(r.teacher, r.seed) for r in planned}
+    assert again and all((r.teacher, r.seed) not in done for r in again)  # conditioned: new seeds for pairs run
+    assert all(not math.isnan(r.tokens) for r in again)
