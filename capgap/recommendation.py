@@ -22,6 +22,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from capgap.assistants import SIZE_TOLERANCE, measured_assistant
 from capgap.compute_optimal import ComputeOptimal, compute_optimal
 from capgap.costs import DEFAULT_TEACHER_COST, TEACHER_COSTS, TeacherCost, cost_rule, counts_inference, counts_pretraining
 from capgap.errors import InputError
@@ -240,8 +241,12 @@ def answer(law: Law, source: str, setting: _Setting, strict_ladder: bool = False
         warnings=regime_warnings + law_warnings + other, notes=notes)
 
 
-def _strategies(law: Law, head: LawAnswer, setting: _Setting, available: int | None) -> tuple[list[Strategy], BudgetBest | None, list[str]]:
-    """The headline law's strategies under the teacher-cost scenario, the budget's best student, and notes."""
+def _strategies(law: Law, head: LawAnswer, setting: _Setting, available: int | None,
+                assistants: str | Path | None = None) -> tuple[list[Strategy], BudgetBest | None, list[str]]:
+    """The headline law's strategies under the teacher-cost scenario, the budget's best student, and notes.
+
+    ``assistants``: a run store whose measured chains (`capgap assistant`) replace the law's assistant sizes.
+    """
     measure, s, tokens, cost = law.file.size_measure, head.student_params, setting.tokens, setting.cost
     models = [] if any(measure == "nonembed" and m.params_nonembed is None for m in setting.models) else setting.models
     teacher = float(head.teacher_params)
@@ -256,7 +261,13 @@ def _strategies(law: Law, head: LawAnswer, setting: _Setting, available: int | N
             if head.teacher_params_low is not None or head.teacher_params_high is not None else None
         if head.censored is not None:
             interval = interval_of(TeacherEstimate(estimate=teacher, censored=head.censored))
-        more, more_notes = available_teacher_strategies(law, s, given, teacher, interval, tokens, cost)
+        measured = None
+        if assistants is not None:
+            measured = measured_assistant(assistants, s, given, measure)
+            if measured is None:
+                notes.append(f"no chain in {assistants} measured an assistant for a {format_size(s)} student and a "
+                             f"{format_size(given)} teacher (within {SIZE_TOLERANCE:.0%}); the law's sizes are used")
+        more, more_notes = available_teacher_strategies(law, s, given, teacher, interval, tokens, cost, measured)
         strategies += more
         notes += more_notes
     best = None
@@ -280,7 +291,8 @@ def recommend(student: str | int, law: str | Path | Law | LawFile | None = None,
               ladder: str | list[LadderModel] = "pythia", size_measure: SizeMeasure | None = None,
               tokens: str | int | None = None, available_teacher: str | int | None = None,
               budget: str | float | None = None, init: StudentInit = "pruned",
-              teacher_cost: TeacherCost = DEFAULT_TEACHER_COST, tolerance: float = DEFAULT_TOLERANCE) -> Recommendation:
+              teacher_cost: TeacherCost = DEFAULT_TEACHER_COST, tolerance: float = DEFAULT_TOLERANCE,
+              assistants: str | Path | None = None) -> Recommendation:
     """Recommend a teacher for a student of ``student`` parameters.
 
     ``law``: None or 'default' consults both published laws, ``init`` ('pruned': Zhang et al.,
@@ -290,6 +302,8 @@ def recommend(student: str | int, law: str | Path | Law | LawFile | None = None,
     ``tokens``: distillation tokens (default 20 per student parameter). ``budget`` in FLOPs.
     ``teacher_cost``: none, inference, pretraining or both (Busbridge et al.'s scenarios).
     ``tolerance``: the near-miss band's width in the metric's units (nats for losses).
+    ``assistants``: a run store of `capgap assistant` chains; with ``available_teacher``, the
+    teacher_assistant_chain goes through the measured assistant (else the law's sizes, as without it).
     """
     init = _choice(init, INITS, "student init")  # type: ignore[assignment]
     cost = _choice(teacher_cost, TEACHER_COSTS, "teacher cost")  # type: ignore[assignment]
@@ -318,7 +332,9 @@ def recommend(student: str | int, law: str | Path | Law | LawFile | None = None,
 
     answers = [answer(each, source, setting, strict_ladder=i == 0) for i, (each, source) in enumerate(laws)]
     head = answers[0]
-    strategies, best, strategy_notes = _strategies(head_law, head, setting, available)
+    if assistants is not None and available is None:
+        raise InputError("--assistants needs --available-teacher: a measured chain is for a teacher you have")
+    strategies, best, strategy_notes = _strategies(head_law, head, setting, available, assistants)
     answers[0] = head = head.model_copy(update={"budget_best": best})
     labelled = [(a.law.source, w) for a in answers for w in a.warnings]
     return Recommendation(

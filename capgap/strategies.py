@@ -10,6 +10,7 @@ import math
 
 from pydantic import BaseModel, ConfigDict
 
+from capgap.assistants import MeasuredAssistant
 from capgap.costs import TeacherCost, run_flops, without_pretraining
 from capgap.ladder_snap import interval_of
 from capgap.laws.base import Law
@@ -151,13 +152,36 @@ def search_strategies(law: Law, student: int, law_teacher: tuple[str, int], cand
     return strategies
 
 
+def measured_chain(law: Law, student: int, available: int, measured: MeasuredAssistant, tokens: int,
+                   cost: TeacherCost) -> tuple[Strategy, list[str]]:
+    """(c) through the assistant `capgap assistant` measured for this student and teacher, with a note."""
+    name = "assistant (measured)"
+    steps = [_run(name, measured.assistant_params, "available teacher", available, tokens, cost),
+             _run("student", student, name, measured.assistant_params, tokens, without_pretraining(cost))]
+    how = (f"chosen by the lambda-tradeoff (lambda {measured.lam:g}) over {measured.candidates} candidates"
+           if measured.lam is not None and measured.candidates else f"a measured chain ({measured.method})")
+    strategy = _strategy("teacher_assistant_chain", f"available teacher → 1 measured assistant "
+                         f"({format_size(measured.assistant_params)}, {how}) → student", steps,
+                         _predict(law, student, measured.assistant_params, tokens), 1)
+    return strategy, [f"teacher_assistant_chain uses the assistant measured in run {measured.run_id}: student "
+                      f"{format_size(measured.student_params)} from {format_size(measured.teacher_params)} through "
+                      f"{format_size(measured.assistant_params)}, measured {measured.metric} {measured.student_metric:.4g}"]
+
+
 def available_teacher_strategies(law: Law, student: int, available: int, teacher: float,
                                  interval: tuple[float, float] | None, tokens: int,
-                                 cost: TeacherCost) -> tuple[list[Strategy], list[str]]:
-    """The available teacher used directly and, when it is too large, (c) through assistants; with notes."""
+                                 cost: TeacherCost, measured: MeasuredAssistant | None = None
+                                 ) -> tuple[list[Strategy], list[str]]:
+    """The available teacher used directly and, when it is too large, (c) through assistants; with notes.
+
+    With ``measured`` (capgap.assistants), the chain goes through that measured assistant, not the law's sizes.
+    """
     strategies = [_strategy("available_teacher_direct", f"distil directly from the available {format_size(available)} teacher",
                             [_run("student", student, "available teacher", available, tokens, cost)],
                             _predict(law, student, available, tokens))]
+    if measured is not None:
+        chain, notes = measured_chain(law, student, available, measured, tokens, cost)
+        return strategies + [chain], notes
     lower, upper = interval if interval is not None else (teacher, teacher)
     if available < lower:
         return strategies, [f"the available teacher ({format_size(available)}) is below the law's optimal teacher: "

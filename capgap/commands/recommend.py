@@ -30,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "pretraining, or both (default: inference)")
     parser.add_argument("--available-teacher", metavar="SIZE", help="a teacher you already have")
     parser.add_argument("--budget", metavar="FLOPS", help="compute budget in FLOPs, e.g. 1e21")
+    parser.add_argument("--assistants", metavar="RUNS.jsonl",
+                        help="a run store of `capgap assistant` chains: with --available-teacher, the teacher-assistant "
+                             "chain goes through the measured assistant instead of the law's sizes")
     parser.add_argument("--tolerance", type=float, default=0.01, metavar="NATS",
                         help="near-miss band: teachers whose predicted student is within this of the best (default: 0.01)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -41,7 +44,8 @@ def recommend_command(args: argparse.Namespace) -> int:
 
     rec = recommend(args.student, law=args.law, ladder=args.ladder, size_measure=args.size_measure,
                     tokens=args.tokens, available_teacher=args.available_teacher, budget=args.budget,
-                    init=args.init, teacher_cost=args.teacher_cost, tolerance=args.tolerance)
+                    init=args.init, teacher_cost=args.teacher_cost, tolerance=args.tolerance,
+                    assistants=args.assistants)
     print(rec.to_json() if args.json else "\n".join(format_recommendation(rec)))
     return 0
 
