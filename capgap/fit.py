@@ -68,20 +68,24 @@ def minimize_batch(objective: Callable[[np.ndarray, np.ndarray], np.ndarray], st
     done = ~np.isfinite(current)
     converged = np.zeros(n_rows, dtype=bool)
     eye = np.eye(n_params) * step
+    # Every difference the gradient and Hessian need, as offsets: +e_i, -e_i, then e_i + e_j (j < i).
+    pairs = [(i, j) for i in range(n_params) for j in range(i)]
+    offsets = np.vstack([eye, -eye, *([np.array([eye[i] + eye[j] for i, j in pairs])] if pairs else [])])
     for _ in range(iterations):
         rows = np.flatnonzero(~done)
         if rows.size == 0:
             break
         x, f0 = phi[rows], current[rows]
-        plus = np.stack([objective(x + eye[i], rows) for i in range(n_params)], axis=1)
-        minus = np.stack([objective(x - eye[i], rows) for i in range(n_params)], axis=1)
+        # One call evaluates all of them for all active rows (the per-call overhead dominates small batches).
+        values = objective((x[:, None, :] + offsets[None, :, :]).reshape(-1, n_params),
+                           np.repeat(rows, offsets.shape[0])).reshape(rows.size, offsets.shape[0])
+        plus, minus = values[:, :n_params], values[:, n_params:2 * n_params]
         grad = (plus - minus) / (2.0 * step)
         hess = np.zeros((rows.size, n_params, n_params))
         for i in range(n_params):
             hess[:, i, i] = (plus[:, i] - 2.0 * f0 + minus[:, i]) / step**2
-            for j in range(i):
-                both = objective(x + eye[i] + eye[j], rows)
-                hess[:, i, j] = hess[:, j, i] = (both - plus[:, i] - plus[:, j] + f0) / step**2
+        for k, (i, j) in enumerate(pairs):
+            hess[:, i, j] = hess[:, j, i] = (values[:, 2 * n_params + k] - plus[:, i] - plus[:, j] + f0) / step**2
         diagonal = np.abs(np.einsum("bpp->bp", hess)) + 1e-12
         system = hess + (damping[rows, None, None] * diagonal[:, :, None]) * np.eye(n_params)
         system = np.where(np.isfinite(system), system, 0.0) + 1e-12 * np.eye(n_params)

@@ -147,25 +147,28 @@ def compare_families(runs: Sequence[RunRecord], options: FitOptions) -> ModelCho
     groups = group_runs(runs, options.metric, options.direction, options.size_measure)
     sizes = sorted({k.student_params for k in groups.keys})
     excluded: dict[str, str] = {}
-    candidates = []
+    starts: dict[str, FitOptions] = {}  # each family's folds start from its fit on all runs
     for name in registered_families():
         reason = getattr(law_class(name), "auto_exclusion", None)
         if reason:
             excluded[name] = reason
             continue
         try:
-            law_class(name).fit(runs, quiet)
+            full = law_class(name).fit(runs, quiet)
         except InputError as exc:
             excluded[name] = str(exc)
             continue
-        candidates.append(name)
+        shape = full.file.diagnostics.shape or [0.0, 0.0]
+        curve = {"shape_s": shape[0], "shape_alpha": shape[1], "asymmetry": full.file.diagnostics.asymmetry or 1.0}
+        starts[name] = quiet.model_copy(update={"quick": True, "start": {**full.file.coefficients, **curve}})
+    candidates = list(starts)
     if len(sizes) < 2:
         excluded.update({name: "cross-validation needs 2 or more student sizes" for name in candidates})
         candidates = []
     losses: dict[str, list[float]] = {}
     for name in candidates:
         try:
-            losses[name] = [loss for size in sizes for loss in _held_out_losses(name, size, runs, groups, quiet)]
+            losses[name] = [loss for size in sizes for loss in _held_out_losses(name, size, runs, groups, starts[name])]
         except InputError as exc:
             excluded[name] = str(exc)
     scores = {name: float(np.sqrt(np.mean(v))) for name, v in losses.items() if v}
@@ -214,7 +217,7 @@ def _held_out_losses(name: str, size: int, runs: Sequence[RunRecord], groups, op
             raise InputError(f"predicts no positive teacher for held-out students of {format_size(size)}") from None
         location.append(np.log(teacher))
     shape = law.file.diagnostics.shape or [0.0, 0.0]
-    per_group = held_out_loss(test, np.array(location), (shape[0], shape[1]), np.inf)
+    per_group = held_out_loss(test, np.array(location), (shape[0], shape[1]), law.file.diagnostics.asymmetry, np.inf)
     counts = np.bincount(test.group, minlength=len(test.keys))
     return list(np.repeat(2.0 * per_group / counts, counts))  # each run's share of its group's squared error
 

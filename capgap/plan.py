@@ -257,7 +257,7 @@ def _fitted_model(runs, targets_spec, law, metric, size_measure, n_boot, seed):
     from capgap.groups import group_runs
     from capgap.lawfit import fit_law
     from capgap.laws.base import law_class
-    from capgap.laws.curve import MIN_TEACHERS_FOR_SHAPE, SHAPE_PARAMETERS, Centre, CurveLaw
+    from capgap.laws.curve import SHAPE_PARAMETERS, Centre, CurveLaw, sees_far_shape
     from capgap.onestage import bootstrap, fit_point
 
     fitted_law = fit_law(runs, law=law, metric=metric, size_measure=size_measure, bootstrap=n_boot, seed=seed)
@@ -270,8 +270,7 @@ def _fitted_model(runs, targets_spec, law, metric, size_measure, n_boot, seed):
         warnings.simplefilter("ignore")
         groups = group_runs(usable, file.metric, file.direction, size_measure)
         centre = Centre.of(groups)
-        n_shape = SHAPE_PARAMETERS if max(len(t) for t in groups.teachers) >= MIN_TEACHERS_FOR_SHAPE else 0
-        space = cls.search_space(groups, centre, n_shape)
+        space = cls.search_space(groups, centre, SHAPE_PARAMETERS if sees_far_shape(groups) else 0)
         point = fit_point(groups, space)
         boot = bootstrap(groups, point, DRAWS - 1, np.random.default_rng(seed)) if point.df > 0 else None
     phi = np.vstack([point.phi[None, :], boot.draws]) if boot is not None else point.phi[None, :]
@@ -445,14 +444,16 @@ def _choose(model: _Model, rows, targets: list[_Target], before: list[TargetInte
 def _degrees_of_freedom(group: np.ndarray, log_teacher: np.ndarray, n_theta: int) -> int:
     """Residual degrees of freedom the fit will have, as ``onestage.degrees_of_freedom`` counts them."""
     from capgap.groups import MIN_TEACHERS
-    from capgap.laws.curve import MIN_TEACHERS_FOR_SHAPE, SHAPE_PARAMETERS
+    from capgap.laws.curve import FAR_SPAN, MIN_TEACHERS_FOR_SHAPE, SHAPE_PARAMETERS
 
-    teachers = [np.unique(np.round(log_teacher[group == g], 6)).size for g in np.unique(group)]
+    ladders = [np.unique(np.round(log_teacher[group == g], 6)) for g in np.unique(group)]
+    teachers = [ladder.size for ladder in ladders]
     fitted = [n for n in teachers if n >= MIN_TEACHERS]
     if not fitted:
         return -1
     runs = sum(int((group == g).sum()) for g, n in zip(np.unique(group), teachers) if n >= MIN_TEACHERS)
-    shape = SHAPE_PARAMETERS if max(fitted) >= MIN_TEACHERS_FOR_SHAPE else 0
+    far = any(ladder.size >= MIN_TEACHERS_FOR_SHAPE and np.ptp(ladder) >= FAR_SPAN for ladder in ladders)
+    shape = SHAPE_PARAMETERS if far else 0
     return runs - sum(min(3, n) for n in fitted) - n_theta - shape
 
 

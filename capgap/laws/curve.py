@@ -24,11 +24,15 @@ from capgap.records import RunRecord, ids_hash
 from capgap.sizes import format_size
 
 FAR_RATIO = 1e4  # an optimal teacher beyond 10^4x its student is not a finding but a broken fit
+INTERVAL_METHOD = "likelihood"  # or "bootstrap": see bench/fit_calibration.py --intervals
+MIN_EFFECTIVE_DRAWS = 100
+SHARED_ASYMMETRY = False  # one left/right curvature ratio for all groups (False: free per group)
 SHAPE_PARAMETERS = 2  # the far shape of the curves: s and alpha
 WINDOW: float | None = None  # ln units: the location is read from teachers within 3.3x of the optimum either side
 MIN_WINDOW_TEACHERS = 4  # ... and from at least the 4 teachers nearest to it
 WINDOW_ROUNDS = 3
-MIN_TEACHERS_FOR_SHAPE = 5  # a plateau needs teachers far from the optimum: fit the shape only with this many
+MIN_TEACHERS_FOR_SHAPE = 5  # a far shape needs teachers far from the optimum: this many in one group,
+FAR_SPAN = np.log(10.0)  # ... spanning a factor of 10 or more
 MODEL = ("metric = b_g + a_g^side·h(u), u = ln T − ln T*(S, D), h(u) = u²/(1 + s·u²); per group g a baseline "
          "and left/right curvatures >= 0 (profiled out), Huber loss, residual bootstrap")
 
@@ -70,6 +74,11 @@ class CurveLaw:
         """T*(S, D) in natural units from natural coefficients (vectorised over coefficient draws)."""
         raise NotImplementedError
 
+    @staticmethod
+    def internal(coefficients: dict[str, float], centre: Centre) -> np.ndarray:
+        """The law file's coefficients -> internal parameters (P,) about ``centre`` (``natural`` inverted)."""
+        raise NotImplementedError
+
     @classmethod
     def bounds(cls) -> list[tuple[float, float]]:
         raise NotImplementedError
@@ -78,6 +87,13 @@ class CurveLaw:
     def grid(cls, groups: RunGroups, centre: Centre) -> np.ndarray:
         """Starting points (K, P) spanning the teachers measured."""
         raise NotImplementedError
+
+    @staticmethod
+    def shift(theta: np.ndarray, by: float) -> np.ndarray:
+        """Parameters that move every location by ``by`` in ln units (first coordinate: the log level)."""
+        moved = theta.copy()
+        moved[:, 0] += by
+        return moved
 
     @classmethod
     def cannot_fit(cls, groups: RunGroups) -> str | None:
@@ -137,45 +153,57 @@ class CurveLaw:
         return fit_groups(cls, group_runs(runs, options.metric, options.direction, options.size_measure), options)
 
     @classmethod
-    def search_space(cls, groups: RunGroups, centre: Centre, n_shape: int = 0):
+    def search_space(cls, groups: RunGroups, centre: Centre, n_shape: int = 0, shared_asymmetry: bool | None = None):
         from capgap.onestage import SearchSpace
 
         z_student = groups.log_student - centre.log_student
         z_tokens = np.nan_to_num(groups.log_tokens_per_param - centre.log_tokens_per_param)
         return SearchSpace(log_location=lambda theta: cls.log_location(theta, z_student, z_tokens) + centre.log_student,
-                           bounds=cls.bounds(), grid=cls.grid(groups, centre), n_shape=n_shape)
+                           bounds=cls.bounds(), grid=cls.grid(groups, centre), n_shape=n_shape, shift=cls.shift,
+                           shared_asymmetry=SHARED_ASYMMETRY if shared_asymmetry is None else shared_asymmetry)
+
+
+def sees_far_shape(groups: RunGroups) -> bool:
+    """Whether some group's ladder reaches far enough from its optimum to show how the curve goes on there."""
+    return any(len(t) >= MIN_TEACHERS_FOR_SHAPE and np.log(t[-1] / t[0]) >= FAR_SPAN for t in groups.teachers)
 
 
 def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> CurveLaw:
-    """The one-stage fit of ``cls`` to grouped runs: point, bootstrap, optima, diagnostics."""
-    from capgap.onestage import bootstrap, fit_point
+    """The one-stage fit of ``cls`` to grouped runs: point, interval draws, optima, diagnostics."""
+    from capgap.onestage import degrees_of_freedom, fit_point
     from capgap.optima import read_optima
 
     reason = cls.cannot_fit(groups)
     if reason:
         raise InputError(reason)
-    from capgap.onestage import degrees_of_freedom
-
     centre = Centre.of(groups)
-    n_shape = SHAPE_PARAMETERS if max(len(t) for t in groups.teachers) >= MIN_TEACHERS_FOR_SHAPE else 0
-    space = cls.search_space(groups, centre, n_shape)
-    n_search = len(cls.parameters) + n_shape
-    df = degrees_of_freedom(groups, n_search)
+    n_shape = SHAPE_PARAMETERS if sees_far_shape(groups) else 0
+    space = cls.search_space(groups, centre, n_shape, SHARED_ASYMMETRY)
+    n_search = space.n_theta + space.n_curve
+    df = degrees_of_freedom(groups, space)
     if df < 0:
         raise InputError(f"{groups.n_runs} runs in {len(groups.keys)} group(s) cannot determine the "
-                         f"{groups.n_runs - df} parameters of the {cls.name} law's curves (three per group and "
-                         f"{n_search} shared): measure more teachers per student")
+                         f"{groups.n_runs - df} parameters of the {cls.name} law's curves "
+                         f"({2 if SHARED_ASYMMETRY else 3} per group and {n_search} shared): "
+                         "measure more teachers per student")
     with np.errstate(all="ignore"):
-        point, fitted_groups = _fit_in_window(cls, groups, centre, space)
+        if options.start is not None:
+            start = np.r_[cls.internal(options.start, centre),
+                          [np.log(options.start.get("asymmetry", 1.0))][:int(space.shared_asymmetry)],
+                          [np.sqrt(options.start.get("shape_s", 0.0)), options.start.get("shape_alpha", 0.0)][:n_shape]]
+            point = fit_point(groups, space, start=start, robust=not options.quick)
+            fitted_groups = groups
+        else:
+            point, fitted_groups = _fit_in_window(cls, groups, centre, space)
         df = point.df
-        coefficients = point.profile.coefficients[0]
-        if not (coefficients[:, 1:] > 0).any():
+        if not (point.profile.coefficients[0][:, 1:] > 0).any():
             raise InputError("no group's metric changes with teacher size (every fitted curvature is zero): "
                              "the runs locate no optimal teacher")
-        boot = None
-        if options.bootstrap > 0 and df > 0:
-            boot = bootstrap(fitted_groups, point, options.bootstrap, np.random.default_rng(options.seed))
-    draws = boot.draws if boot is not None else np.empty((0, n_search))
+        wanted = options.bootstrap > 0 and df > 0 and not options.quick
+        drawn = None
+        if wanted:
+            drawn, point = draw_intervals(fitted_groups, point, options)
+    draws = drawn.draws if drawn is not None else np.empty((0, n_search))
     natural_point = {k: float(v[0]) for k, v in cls.natural(point.theta[None, :], centre).items()}
     natural_draws = cls.natural(space.split(draws)[0], centre) if draws.size else {}
     samples = [{name: float(natural_draws[name][i]) for name in cls.parameters} for i in range(draws.shape[0])]
@@ -188,10 +216,11 @@ def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> C
         raise InputError(f"the teacher ladder brackets the optimum of no student (all {len(optima)} lie beyond "
                          f"their teachers: {'; '.join(_ladder_advice(optima))}); a law read off curves that never "
                          "turn is extrapolation, not a fit")
-    warnings = _self_check(cls, groups, point, boot, intervals, optima, df, options)
+    warnings = _self_check(cls, groups, point, drawn, intervals, optima, df, options)
     students = [k.student_params for k in groups.keys]
     tpp = [k.tokens / k.student_params for k in groups.keys if k.tokens]
     residual = fitted_groups.badness - point.profile.fitted[0]
+    report = drawn.report if drawn is not None else BootstrapReport(method="none")
     file = LawFile(
         law=cls.name, coefficients=natural_point, intervals=intervals, samples=samples, optima=optima,
         size_measure=options.size_measure, metric=options.metric, direction=options.direction,
@@ -202,15 +231,13 @@ def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> C
                          student_init=sorted({k.student_init for k in groups.keys})),
         provenance=(f"fitted by capgap in one pass over {groups.n_runs} runs in {len(groups.keys)} groups; "
                     f"{options.metric}, {options.direction} is better; {options.size_measure} sizes; "
-                    f"{options.bootstrap} residual-bootstrap resamples, seed {options.seed}"),
+                    f"intervals by {report.method}, {report.resamples} draws, seed {options.seed}"),
         diagnostics=LawDiagnostics(
-            warnings=warnings, formula=cls.formula, model=MODEL, shape=list(point.shape), noise=point.noise, df=df,
+            warnings=warnings, formula=cls.formula, model=MODEL, shape=list(point.shape), asymmetry=point.asymmetry,
+            noise=point.noise, df=df,
             goodness=Goodness(rmse=float(np.sqrt(np.mean(residual**2))), n_runs=fitted_groups.n_runs,
                               n_groups=len(groups.keys), n_outside_window=groups.n_runs - fitted_groups.n_runs),
-            bootstrap=BootstrapReport(method="residual bootstrap, residuals inflated by sqrt(n/df)",
-                                      resamples=options.bootstrap if boot else 0,
-                                      failed=boot.failed if boot else 0, unconverged=boot.unconverged if boot else 0),
-            skipped_groups=[f"{label} ({n} teacher sizes)" for label, n in groups.skipped],
+            bootstrap=report, skipped_groups=[f"{label} ({n} teacher sizes)" for label, n in groups.skipped],
             extend_ladder=_ladder_advice(optima)),
     )
     return cls(file)
@@ -232,8 +259,53 @@ def _fit_in_window(cls: type[CurveLaw], groups: RunGroups, centre: Centre, space
             break
         used = keep
         fitted_groups = groups.take_runs(keep)
-        point = fit_point(fitted_groups, cls.search_space(fitted_groups, centre, space.n_shape))
+        point = fit_point(fitted_groups, cls.search_space(fitted_groups, centre, space.n_shape, space.shared_asymmetry))
     return point, fitted_groups
+
+
+@dataclass(frozen=True)
+class IntervalDraws:
+    draws: np.ndarray
+    report: BootstrapReport
+    warnings: list[str]
+
+
+def draw_intervals(groups: RunGroups, point, options: FitOptions):
+    """Draws of the search point for the intervals, by INTERVAL_METHOD (chosen by bench/fit_calibration.py).
+
+    Returns (the draws, the point fit): a sampler that finds a better fit than the point fit
+    moves the point fit there first.
+    """
+    from capgap.onestage import bootstrap, likelihood_draws, refine
+
+    rng = np.random.default_rng(options.seed)
+    n = options.bootstrap
+    if INTERVAL_METHOD == "bootstrap":
+        boot = bootstrap(groups, point, n, rng)
+        notes = [f"{boot.failed} of {n} bootstrap resamples failed to refit and are left out of the intervals"
+                 ] if boot.failed else []
+        if boot.unconverged > 0.05 * n:
+            notes.append(f"{boot.unconverged} of {n} bootstrap refits stopped before converging")
+        report = BootstrapReport(method="residual bootstrap, residuals inflated by sqrt(n/df)", resamples=n,
+                                 failed=boot.failed, unconverged=boot.unconverged)
+        return IntervalDraws(boot.draws, report, notes), point
+    for _ in range(3):
+        sampled = likelihood_draws(groups, point, n, rng)
+        if sampled.better is None:
+            break
+        point = refine(groups, point, sampled.better)
+    notes = []
+    if sampled.better is not None:
+        notes.append("the likelihood sampler kept finding better fits than the optimiser: no interval")
+    if sampled.failed:
+        notes.append(f"{sampled.failed} likelihood proposals could not be evaluated and got no weight")
+    if sampled.better is None and sampled.effective < MIN_EFFECTIVE_DRAWS:
+        notes.append(f"the likelihood sampler's effective sample size is only {sampled.effective:.0f}: "
+                     "the interval is rough")
+    report = BootstrapReport(method="profile-likelihood sampling (importance-weighted, Bartlett-tempered)",
+                             resamples=n, failed=sampled.failed, effective=round(sampled.effective, 1),
+                             temper=round(sampled.temper, 3))
+    return IntervalDraws(sampled.draws, report, notes), point
 
 
 def _far_beyond_ladder(optimum) -> bool:
@@ -269,11 +341,8 @@ def _self_check(cls: type[CurveLaw], groups: RunGroups, point, boot, intervals: 
     names = ["coefficient " + cls.parameters[i] if i < len(cls.parameters) else "a parameter" for i in point.at_bounds]
     if point.at_bounds:
         warnings.append(f"{', '.join(names)} at the bound of its search range: the runs do not pin it down")
-    if boot is not None and boot.failed:
-        warnings.append(f"{boot.failed} of {boot.requested} bootstrap resamples failed to refit and are left out "
-                        "of the intervals")
-    if boot is not None and boot.unconverged > 0.05 * boot.requested:
-        warnings.append(f"{boot.unconverged} of {boot.requested} bootstrap refits stopped before converging")
+    if boot is not None:
+        warnings.extend(boot.warnings)
     ratios = [o.teacher_params / o.student_params for o in optima]
     if min(ratios) < 1.0:
         warnings.append(f"the optimal teacher comes out smaller than its student ({min(ratios):.2g}x) for some "

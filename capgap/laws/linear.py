@@ -27,8 +27,16 @@ class LinearLaw(CurveLaw):
         return {"a": theta[:, 0], "b": theta[:, 1] * np.exp(centre.log_student)}
 
     @staticmethod
+    def internal(coefficients, centre):
+        return np.array([coefficients["a"], coefficients["b"] / np.exp(centre.log_student)])
+
+    @staticmethod
     def teacher(coefficients, student, tokens):
         return np.asarray(coefficients["a"]) * student + np.asarray(coefficients["b"])
+
+    @staticmethod
+    def shift(theta, by):
+        return theta * np.exp(by)  # a·S + b scaled: every location moves by the same factor
 
     @classmethod
     def bounds(cls):

@@ -28,6 +28,11 @@ class PowerLaw(CurveLaw):
         return {"k": np.exp(theta[:, 0] + (1.0 - theta[:, 1]) * centre.log_student), "p": theta[:, 1]}
 
     @staticmethod
+    def internal(coefficients, centre):
+        p = coefficients["p"]
+        return np.array([np.log(coefficients["k"]) - (1.0 - p) * centre.log_student, p])
+
+    @staticmethod
     def teacher(coefficients, student, tokens):
         return np.asarray(coefficients["k"]) * np.power(float(student), np.asarray(coefficients["p"]))
 

@@ -43,6 +43,12 @@ class PowerTokensLaw(CurveLaw):
         return {"k": np.exp(log_k), "p": theta[:, 1], "q": theta[:, 2]}
 
     @staticmethod
+    def internal(coefficients, centre):
+        p, q = coefficients["p"], coefficients["q"]
+        c = np.log(coefficients["k"]) - (1.0 - p) * centre.log_student + q * centre.log_tokens_per_param
+        return np.array([c, p, q])
+
+    @staticmethod
     def teacher(coefficients, student, tokens):
         k, p, q = (np.asarray(coefficients[n]) for n in ("k", "p", "q"))
         return k * np.power(float(student), p) * np.power(float(tokens) / float(student), q)

@@ -25,6 +25,10 @@ class RatioLaw(CurveLaw):
         return {"r": np.exp(theta[:, 0])}
 
     @staticmethod
+    def internal(coefficients, centre):
+        return np.array([np.log(coefficients["r"])])
+
+    @staticmethod
     def teacher(coefficients, student, tokens):
         return np.asarray(coefficients["r"]) * student
 
