@@ -83,17 +83,13 @@ def test_the_shipped_stores_load_with_teacher_tokens():
 
 
 def test_dsl_fit_on_a_sweeps_own_output_assumes_nothing(tmp_path, tiny_corpus, capsys):
-    """A sweep's records carry what the dsl law needs: nothing is assumed about the teachers' tokens.
-
-    Passes once the dsl law reads RunRecord.teacher_tokens (issue 12; the fitting engine's side).
-    """
+    """A sweep's records carry what the dsl law needs: nothing is assumed about the teachers' tokens."""
     ladder, store, law = tmp_path / "ladder", tmp_path / "runs.jsonl", tmp_path / "law.json"
     _train(ladder, tiny_corpus, "L1-d32,L1-d64,L2-d64", "4k")
     assert _measure(ladder, tiny_corpus, store, "--students", "20k,30k", "--no-wikitext") == 0
     assert main(["fit", str(store), "--law", "dsl", "--bootstrap", "20", "--out", str(law)]) == 0
     provenance = json.loads(law.read_text())["provenance"]
-    if "assumed" in provenance:
-        pytest.xfail("the dsl law does not read RunRecord.teacher_tokens yet (the fitting engine's side of issue 12)")
+    assert "assumed" not in provenance
     rung_tokens = {int(line.split(",")[4]) for line in (ladder / "ladder.csv").read_text().splitlines()[1:]}
     assert "extra.teacher_tokens" not in provenance and f"{rung_tokens.pop():.3g}" in provenance
 
@@ -134,3 +130,13 @@ def test_bad_ladder_tables_are_one_line_and_exit_2(tmp_path, tiny_corpus, capsys
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err and str(csv) in err
     assert not store.exists()
+
+
+def test_a_student_size_out_of_reach_is_refused_with_the_reachable_range(tmp_path, tiny_corpus, capsys):
+    ladder, store = tmp_path / "ladder", tmp_path / "runs.jsonl"
+    _train(ladder, tiny_corpus, "L1-d32", "4k")
+    capsys.readouterr()
+    assert _measure(ladder, tiny_corpus, store, "--students", "100") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "student size 100 from teacher gpt2-L1-d32" in err
+    assert "reachable from this teacher:" in err and not store.exists()
