@@ -53,12 +53,13 @@ DESIGNS: dict[str, tuple[str, dict, dict]] = {
 }
 
 
-def _configure(far_shape: str, intervals: str) -> None:
-    """The study's knobs, set in each worker: the far shape of the curves and the interval method."""
+def _configure(far_shape: str, intervals: str, asymmetry: str) -> None:
+    """The study's knobs, set in each worker: the far shape of the curves, the interval method, the asymmetry."""
     import capgap.laws.curve as curve
 
     curve.SHAPE_PARAMETERS = 2 if far_shape == "fitted" else 0
     curve.INTERVAL_METHOD = intervals
+    curve.SHARED_ASYMMETRY = asymmetry == "shared"
 
 
 def planted(law: dict, student: float, tokens_per_param: float = 20.0) -> float:
@@ -126,6 +127,8 @@ def main() -> None:
     parser.add_argument("--designs", nargs="*", help="only these designs (by name)")
     parser.add_argument("--intervals", choices=("likelihood", "bootstrap"), default="likelihood",
                         help="the one-stage fit's interval method (default: likelihood, what capgap ships)")
+    parser.add_argument("--asymmetry", choices=("per-group", "shared"), default="per-group",
+                        help="left/right curvature ratio: free per group (default, what capgap ships) or one shared")
     parser.add_argument("--far-shape", choices=("fitted", "parabola"), default="fitted",
                         help="the one-stage model's curves far from the optimum: fitted (s, alpha), or parabolas")
     args = parser.parse_args()
@@ -133,11 +136,11 @@ def main() -> None:
     names = args.designs or list(DESIGNS)
     print(f"# fit calibration, {date.today()}, {platform.machine()} {os.cpu_count()} cores, Python "
           f"{platform.python_version()}; {args.datasets} data sets per design, {args.bootstrap} resamples each; "
-          f"far shape {args.far_shape}, intervals by {args.intervals}")
+          f"far shape {args.far_shape}, intervals by {args.intervals}, asymmetry {args.asymmetry}")
     print("| design | law | fit | bias T*(100M) | bias T*(500M) | coverage T*(100M) | coverage T*(500M) | seconds |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     failures = []
-    with ProcessPoolExecutor(args.workers, initializer=_configure, initargs=(args.far_shape, args.intervals)) as pool:
+    with ProcessPoolExecutor(args.workers, initializer=_configure, initargs=(args.far_shape, args.intervals, args.asymmetry)) as pool:
         for name in names:
             start = time.perf_counter()
             results = list(pool.map(one_data_set, [(name, i, args.bootstrap)

@@ -50,10 +50,12 @@ _IRLS_STEPS = 2
 _REFINED_STARTS = 6  # grid starts refined by Newton in the point fit
 BOOTSTRAP_SHIFTS = (-0.3, 0.3)  # ln units: the extra starts of each bootstrap refit
 BARTLETT_SIMULATIONS = 64  # simulated data sets behind the likelihood's temper factor
+TEMPER_COMB = np.linspace(-0.8, 0.8, 17)  # ln units: starts of the simulations' free refits
 PROPOSALS = 4000  # likelihood sampler: proposals per round
 SAMPLER_ROUNDS = 3  # ... rounds of adapting the proposal to the weighted draws
 PROPOSAL_DF = 4  # Student-t proposal: heavy tails reach a second basin
 PROPOSAL_INFLATION = 1.5  # proposal spread over the likelihood's own
+GOOD_EFFECTIVE_SHARE = 0.3  # an effective sample this large a share of the proposals ends the adaptation
 UNIFORM_SHARE = 0.2  # of the proposals drawn uniformly over the search box
 _CHUNK = 1000  # proposals evaluated per batch (memory: a few (chunk, n) arrays)
 
@@ -348,11 +350,11 @@ def likelihood_temper(groups: RunGroups, point: OneStageFit, rng: np.random.Gene
     """How much the likelihood ratio of theta overstates the evidence here: E[W] / dim(theta), at least 1.
 
     Data sets are simulated from the fit (its fitted values plus Gaussian noise of its residual
-    scale); in each, the model is refitted globally (the whole starting grid, the best refined)
-    and with theta held at the fit's value (the simulation's truth), and
-    W = 2·(F_held − F_free) / sigma². With curvatures free on each side of the optimum, the
-    likelihood of the location has several basins and W runs up to twice what chi² says;
-    dividing the log likelihood by this Bartlett-type factor widens the intervals to match.
+    scale). In each, the model is refitted freely (from a fine comb of locations either side of
+    the fit, the best refined) and with theta held at the fit's value (the simulation's truth),
+    and W = 2·(F_held − F_free) / sigma². Where the likelihood of the location has several
+    basins, W runs above what chi² says; dividing the log likelihood by this Bartlett-type
+    factor widens the intervals to match. On the calibration designs it is mostly 1.
     """
     space = point.space
     n = groups.n_runs
@@ -363,7 +365,8 @@ def likelihood_temper(groups: RunGroups, point: OneStageFit, rng: np.random.Gene
     def free(phi: np.ndarray, rows: np.ndarray) -> np.ndarray:
         return space.evaluate(groups, phi, y[rows], point.delta).objective
 
-    grid = space.starts()
+    # Starts along the location, a fine comb either side of the fit: the other basins lie there.
+    grid = np.array([np.r_[space.shift(point.theta[None, :], by)[0], point.curve] for by in TEMPER_COMB])
     values = np.empty((n_sims, grid.shape[0]))
     per_chunk = max(1, _CHUNK // n_sims)
     for start in range(0, grid.shape[0], per_chunk):
@@ -471,6 +474,8 @@ def likelihood_draws(groups: RunGroups, point: OneStageFit, n_draws: int, rng: n
         log_w = np.where(solved, -(f - base) / sigma2 - log_q, -np.inf)
         weights = np.exp(log_w - np.max(log_w))
         weights /= weights.sum()
+        if 1.0 / np.sum(weights**2) >= GOOD_EFFECTIVE_SHARE * proposals:
+            break  # the proposal already matches the likelihood well: no need to adapt it
         centred = phi - weights @ phi
         mean = weights @ phi
         cov = (centred * weights[:, None]).T @ centred * PROPOSAL_INFLATION**2 + 1e-10 * np.diag(width**2 + 1e-12)
