@@ -23,6 +23,7 @@ from capgap.laws.base import (BootstrapReport, FitOptions, Goodness, LawDiagnost
 from capgap.records import RunRecord, ids_hash
 from capgap.sizes import format_size
 
+WIDE_INTERVAL = 100.0  # an interval wider than this factor bounds nothing a user can act on
 FAR_RATIO = 1e4  # an optimal teacher beyond 10^4x its student is not a finding but a broken fit
 INTERVAL_METHOD = "likelihood"  # or "bootstrap": see bench/fit_calibration.py --intervals
 MIN_EFFECTIVE_DRAWS = 100
@@ -33,8 +34,9 @@ MIN_WINDOW_TEACHERS = 4  # ... and from at least the 4 teachers nearest to it
 WINDOW_ROUNDS = 3
 MIN_TEACHERS_FOR_SHAPE = 5  # a far shape needs teachers far from the optimum: this many in one group,
 FAR_SPAN = np.log(10.0)  # ... spanning a factor of 10 or more
-MODEL = ("metric = b_g + a_g^side·h(u), u = ln T − ln T*(S, D), h(u) = u²/(1 + s·u²); per group g a baseline "
-         "and left/right curvatures >= 0 (profiled out), Huber loss, residual bootstrap")
+MODEL = ("metric = b_g + a_g^side·h(u), u = ln T − ln T*(S, D); per group g a baseline and left/right curvatures "
+         ">= 0 (profiled out); h ≈ u² near the optimum, its far shape (s, alpha) fitted where a ladder spans a "
+         "decade; Huber loss; intervals from the tempered profile likelihood")
 
 
 @dataclass(frozen=True)
@@ -343,6 +345,10 @@ def _self_check(cls: type[CurveLaw], groups: RunGroups, point, boot, intervals: 
         warnings.append(f"{', '.join(names)} at the bound of its search range: the runs do not pin it down")
     if boot is not None:
         warnings.extend(boot.warnings)
+    spans = [o.high / o.low for o in optima if o.low and o.high]
+    if spans and max(spans) > WIDE_INTERVAL:
+        warnings.append(f"the 90% interval of the optimal teacher spans a factor of {max(spans):.3g}: with {df} "
+                        "residual degrees of freedom the runs barely bound it")
     ratios = [o.teacher_params / o.student_params for o in optima]
     if min(ratios) < 1.0:
         warnings.append(f"the optimal teacher comes out smaller than its student ({min(ratios):.2g}x) for some "
