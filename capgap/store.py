@@ -94,8 +94,8 @@ class RunStore:
             handle.seek(self._offset)
             new = handle.read(size - self._offset)
         whole = new[: new.rfind(b"\n") + 1]  # a last line without its newline is read again next time
-        for number, line in enumerate(whole.decode("utf-8", errors="replace").split("\n")):
-            run_id = _line_run_id(line, where=f"{self.path}: byte {self._offset}, line +{number}")
+        for line in whole.decode("utf-8", errors="replace").split("\n"):
+            run_id = _line_run_id(line, where=f"{self.path} (a line after byte {self._offset})")
             if run_id:
                 self._ids.add(run_id)
         self._offset += len(whole)
