@@ -27,8 +27,13 @@ from capgap.records import RunRecord, metric_direction
 DEFAULT_METRIC = "eval_loss"
 
 
+def fittable_families() -> tuple[str, ...]:
+    """The registered families that can be fitted from runs (a query-only law class has no ``fit``)."""
+    return tuple(name for name in registered_families() if callable(getattr(law_class(name), "fit", None)))
+
+
 def law_choices() -> tuple[str, ...]:
-    return ("auto", *registered_families())
+    return ("auto", *fittable_families())
 
 
 def fit_law(runs: Sequence[RunRecord], law: str = "auto", metric: str | None = None,
@@ -148,7 +153,7 @@ def compare_families(runs: Sequence[RunRecord], options: FitOptions) -> ModelCho
     sizes = sorted({k.student_params for k in groups.keys})
     excluded: dict[str, str] = {}
     starts: dict[str, FitOptions] = {}  # each family's folds start from its fit on all runs
-    for name in registered_families():
+    for name in fittable_families():
         reason = getattr(law_class(name), "auto_exclusion", None)
         if reason:
             excluded[name] = reason
@@ -177,7 +182,7 @@ def compare_families(runs: Sequence[RunRecord], options: FitOptions) -> ModelCho
                   folds=len(sizes), scores=scores, excluded=excluded)
     if not scores:
         # Nothing can be cross-validated: the one-parameter reading is the only defensible choice.
-        return ModelChoice(**common, winner=registered_families()[0],
+        return ModelChoice(**common, winner=fittable_families()[0],
                            note="no family could be cross-validated; the simplest family chosen")
     winner = _one_standard_error_choice({name: np.asarray(losses[name]) for name in scores})
     others = sorted((name for name in scores if name != winner), key=scores.get)
