@@ -31,7 +31,7 @@ venv: $(VENV)/.full
 # by both published laws side by side, weigh them against the published evidence, and draw the
 # MiniMA Pareto frontier into out/.
 demo: $(VENV)/.core
-	$(VENV)/bin/capgap runs validate data/runs/shakespeare-ladder.jsonl
+	$(VENV)/bin/capgap runs validate data/runs/shakespeare-study.jsonl data/runs/shakespeare-ladder.jsonl
 	$(VENV)/bin/capgap recommend --student 1.3B --ladder pythia --available-teacher 12B --budget 1e21
 	$(VENV)/bin/capgap evidence
 	mkdir -p out

@@ -59,11 +59,11 @@ SHIPPED_LAWS: dict[str, ShippedLaw] = {
                  "constants are specific to that setup"),
     "cpu-demo": ShippedLaw(
         file="cpu-demo.json", label="capgap CPU demo (pipeline demonstration)",
-        students="pruned, 56k-150k parameters, from capgap's shipped Shakespeare ladder",
-        tokens="under 1 token per parameter",
-        teachers="tiny CPU models, the largest undertrained",
+        students="pruned, 30k-150k parameters, from capgap's shipped Shakespeare study",
+        tokens="1.7-8.4 tokens per parameter (252k distillation tokens)",
+        teachers="five tiny GPT2 models (62k-803k) trained on 1M Shakespeare tokens, loss falling strictly with size",
         size_measure="total parameters",
-        source="capgap fit data/runs/shakespeare-ladder.jsonl --law ratio --init pruned",
+        source="capgap fit data/runs/shakespeare-study.jsonl --law ratio --init pruned",
         solidity="a demonstration of measure -> fit -> recommend on a laptop, not evidence about real students"),
 }
 # Other names users may give: the old 'reference' law is Zhang et al.'s reading.

@@ -292,3 +292,17 @@ def test_interval_coverage_is_roughly_nominal():
         estimate = fit_law(runs, law="ratio", bootstrap=150, seed=seed).optimal_teacher(1e8)
         hits += estimate.low <= 2.5e8 <= estimate.high
     assert 0.78 <= hits / draws <= 0.99  # 0.90 +- 3 binomial standard errors
+
+
+def test_shipped_cpu_demo_law_is_what_its_documented_refit_command_writes():
+    # README and capgap/lawfiles.py: capgap fit data/runs/shakespeare-study.jsonl --law ratio --init pruned
+    from capgap.lawfiles import SHIPPED_LAWS  # noqa: F401  (the shipped names live there)
+    from capgap.laws import shipped_law_path
+    from capgap.store import load_runs
+
+    shipped = load_law(shipped_law_path("cpu-demo"))
+    runs = load_runs([shipped_law_path("cpu-demo").parent.parent / "runs" / "shakespeare-study.jsonl"])
+    refit = fit_law(runs, law="ratio", student_init="pruned", bootstrap=1000, seed=0)
+    assert shipped.file.fitted and shipped.file.runs_hash == refit.file.runs_hash
+    assert refit.file.coefficients["r"] == pytest.approx(shipped.file.coefficients["r"], rel=1e-9)
+    assert refit.file.intervals["r"] == pytest.approx(shipped.file.intervals["r"], rel=1e-9)
