@@ -43,7 +43,7 @@ LogLocation = Callable[[np.ndarray], np.ndarray]  # search point (B, P) -> ln T*
 SHAPE_LIMIT = 2.0  # w <= 2, s = w² <= 4: curves bend away from the parabola no closer than half a log unit
 ASYMMETRY_BOUNDS = (np.log(0.1), np.log(10.0))  # ln(left/right curvature)
 ASYMMETRY_BLEND = 0.25  # ln units over which the curvature passes from its left to its right value
-ALPHA_BOUNDS = (-8.0, 1.9)  # from nearly exp-like plateaus to nearly parabolic growth
+ALPHA_BOUNDS = (-30.0, 1.9)  # from exp-like plateaus (alpha -> -inf) to nearly parabolic growth
 _TINY = 1e-12
 SHAPE_FORM = "exp"
 _IRLS_STEPS = 2
