@@ -53,10 +53,12 @@ DESIGNS: dict[str, tuple[str, dict, dict]] = {
 }
 
 
-def _configure(far_shape: str, intervals: str, asymmetry: str) -> None:
-    """The study's knobs, set in each worker: the far shape of the curves, the interval method, the asymmetry."""
+def _configure(far_shape: str, intervals: str, asymmetry: str, window: float | None) -> None:
+    """The study's knobs, set in each worker: the far shape of the curves, the interval method, the asymmetry,
+    a window around each group's optimum."""
     import capgap.laws.curve as curve
 
+    curve.WINDOW = window
     curve.SHAPE_PARAMETERS = 2 if far_shape == "fitted" else 0
     curve.INTERVAL_METHOD = intervals
     curve.SHARED_ASYMMETRY = asymmetry == "shared"
@@ -129,6 +131,8 @@ def main() -> None:
                         help="the one-stage fit's interval method (default: likelihood, what capgap ships)")
     parser.add_argument("--asymmetry", choices=("per-group", "shared"), default="per-group",
                         help="left/right curvature ratio: free per group (default, what capgap ships) or one shared")
+    parser.add_argument("--window", type=float, default=None, metavar="LN",
+                        help="fit only runs within LN (ln units) of each group's optimum (default: all runs)")
     parser.add_argument("--far-shape", choices=("fitted", "parabola"), default="fitted",
                         help="the one-stage model's curves far from the optimum: fitted (s, alpha), or parabolas")
     args = parser.parse_args()
@@ -136,11 +140,12 @@ def main() -> None:
     names = args.designs or list(DESIGNS)
     print(f"# fit calibration, {date.today()}, {platform.machine()} {os.cpu_count()} cores, Python "
           f"{platform.python_version()}; {args.datasets} data sets per design, {args.bootstrap} resamples each; "
-          f"far shape {args.far_shape}, intervals by {args.intervals}, asymmetry {args.asymmetry}")
+          f"far shape {args.far_shape}, intervals by {args.intervals}, asymmetry {args.asymmetry}, "
+          f"window {args.window or 'none'}")
     print("| design | law | fit | bias T*(100M) | bias T*(500M) | coverage T*(100M) | coverage T*(500M) | seconds |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     failures = []
-    with ProcessPoolExecutor(args.workers, initializer=_configure, initargs=(args.far_shape, args.intervals, args.asymmetry)) as pool:
+    with ProcessPoolExecutor(args.workers, initializer=_configure, initargs=(args.far_shape, args.intervals, args.asymmetry, args.window)) as pool:
         for name in names:
             start = time.perf_counter()
             results = list(pool.map(one_data_set, [(name, i, args.bootstrap)

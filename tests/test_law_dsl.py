@@ -243,3 +243,16 @@ def test_capgap_fit_law_dsl_end_to_end(run_cli, tmp_path, synthetic_runs):
     refused = run_cli("fit", bare, "--law", "dsl")
     assert refused.returncode == 2 and refused.stdout == ""
     assert refused.stderr.count("\n") == 1 and "10 of 10 runs lack teacher_loss or tokens" in refused.stderr
+
+
+def test_dsl_fit_on_the_small_cpu_store_says_what_it_could_not_pin_down():
+    # The case: 11 pruned runs left B2, beta2 and alpha2 at their bounds with zero-width intervals, silently.
+    from capgap.lawfit import fit_law
+    from capgap.laws import shipped_law_path
+    from capgap.store import load_runs
+
+    runs = load_runs([shipped_law_path("cpu-demo").parent.parent / "runs" / "shakespeare-ladder.jsonl"])
+    law = fit_law(runs, law="dsl", student_init="pruned", bootstrap=20)
+    text = " ".join(law.file.diagnostics.warnings)
+    assert "at the bound of the search range" in text
+    assert all(v is None or v[1] > v[0] for v in law.file.intervals.values())  # never a zero-width interval
