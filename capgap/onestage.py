@@ -20,12 +20,12 @@ Residuals get a Huber loss with delta = HUBER_K robust noise scales. The
 noise scale comes from a least-squares pass, corrected for the degrees of
 freedom the model spends (three per group and one per search dimension).
 
-Intervals: a residual bootstrap. Residuals of the fit, inflated by
-sqrt(n / df), are resampled with replacement onto the fitted values, and
-every resample is refitted from the point estimate (damped Newton with
-finite differences, all resamples at once). Every group keeps its design, so
-every group stays identifiable in every resample. With no degrees of freedom
-left there is no interval.
+Intervals (``likelihood_draws``, what capgap ships): draws of the search point from the
+likelihood with the group parameters profiled out, tempered by a Bartlett-type factor
+(``likelihood_temper``), by importance sampling. The alternative kept for the calibration
+study is a residual bootstrap (``bootstrap``): residuals inflated by sqrt(n / df) resampled
+onto the fitted values, each resample refitted (damped Newton, all at once). With no degrees
+of freedom left there is no interval either way.
 """
 
 from __future__ import annotations
@@ -413,11 +413,11 @@ class LikelihoodDraws:
 
 def likelihood_draws(groups: RunGroups, point: OneStageFit, n_draws: int, rng: np.random.Generator,
                      proposals: int = PROPOSALS, rounds: int = SAMPLER_ROUNDS) -> LikelihoodDraws:
-    """Draws of (theta, shape) weighted by the profile likelihood exp(−(F − F_min) / sigma²).
+    """Draws of (theta, shape) weighted by the likelihood exp(−(F − F_min) / sigma²).
 
-    F is the profiled Huber objective (≈ half the residual sum of squares), sigma² the residual
-    variance over the degrees of freedom left, the group baselines and curvatures are profiled
-    out, theta and the far shape get flat priors inside their box. Sampling is importance
+    F is the Huber objective (≈ half the residual sum of squares) with the group baselines and
+    curvatures profiled out, sigma² the residual variance over the degrees of freedom left;
+    theta and the far shape get flat priors inside their box (the shape is integrated over). Sampling is importance
     sampling from a Student-t proposal around the fit, adapted to the weighted draws for a few
     rounds; the draws are a resample of the last round by weight. Their percentiles are
     likelihood intervals that stay honest when the likelihood is skewed or has a second basin,

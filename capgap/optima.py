@@ -36,13 +36,16 @@ def read_optima(groups: RunGroups, space, point, draws: np.ndarray, level: float
         if sampled is not None:
             column = sampled[:, j][np.isfinite(sampled[:, j])]
             if column.size:
+                # An interval always holds its own estimate: where the likelihood is skewed, its
+                # percentiles can pass the point fit, and a bound beyond the estimate would read as nonsense.
                 if censored == "at_least":
-                    low = float(np.quantile(column, 1.0 - level))
+                    low = min(float(np.quantile(column, 1.0 - level)), float(estimate[j]))
                 elif censored == "at_most":
-                    high = float(np.quantile(column, level))
+                    high = max(float(np.quantile(column, level)), float(estimate[j]))
                 else:
                     tail = (1.0 - level) / 2.0
                     low, high = (float(v) for v in np.quantile(column, [tail, 1.0 - tail]))
+                    low, high = min(low, float(estimate[j])), max(high, float(estimate[j]))
                     if collapsed(low, high):
                         low = high = None
         optima.append(StudentOptimum(

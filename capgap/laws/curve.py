@@ -137,6 +137,7 @@ class CurveLaw:
             with np.errstate(all="ignore"):
                 draws = np.asarray(self.teacher(self._samples, float(student_params), tokens), dtype=float)
             low, high = quantile_interval(np.where(draws > 0, draws, np.nan), self.file.level)
+            low, high = min(low, estimate), max(high, estimate)  # an interval holds its own estimate
             if not np.isfinite(low) or collapsed(low, high):
                 low = high = None
         return TeacherEstimate(estimate=estimate, low=low, high=high, level=self.file.level)
@@ -212,6 +213,7 @@ def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> C
     intervals: dict[str, list[float] | None] = {}
     for name in cls.parameters:
         low, high = quantile_interval(natural_draws.get(name, []), options.level)
+        low, high = min(low, natural_point[name]), max(high, natural_point[name])
         intervals[name] = [low, high] if np.isfinite(low) and not collapsed(low, high) else None
     optima = read_optima(groups, space, point, draws, options.level)
     if all(_far_beyond_ladder(o) for o in optima):
