@@ -47,7 +47,7 @@ DESIGNS: dict[str, tuple[str, dict, dict]] = {
     "noise x3 (0.015)": ("ratio", {"ratio": 2.7}, dict(multiples=PER_STUDENT, asymmetry=ASYMMETRIC, noise=0.015)),
     "power, exponent 1.06": ("power", {"k": 2.5 / 1e8**0.06, "p": 1.06},
                              dict(multiples=PER_STUDENT, asymmetry=ASYMMETRIC)),
-    "power-tokens, 20 and 320 tokens/param": ("power-tokens", {"k": 2.5 * 20**0.5, "p": 1.0, "q": -0.5},
+    "power-tokens, 20 and 320 tokens/param": ("power-tokens", {"k": 10.0 * 20**0.5, "p": 1.0, "q": -0.5},
                                               dict(multiples=WIDE[:7], asymmetry=ASYMMETRIC,
                                                    tokens_per_param=(20.0, 320.0))),
 }

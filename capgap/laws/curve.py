@@ -284,15 +284,19 @@ def draw_intervals(groups: RunGroups, point, options: FitOptions):
 
     rng = np.random.default_rng(options.seed)
     n = options.bootstrap
-    if INTERVAL_METHOD == "bootstrap":
+
+    def residual_bootstrap(why: str = "") -> IntervalDraws:
         boot = bootstrap(groups, point, n, rng)
         notes = [f"{boot.failed} of {n} bootstrap resamples failed to refit and are left out of the intervals"
                  ] if boot.failed else []
         if boot.unconverged > 0.05 * n:
             notes.append(f"{boot.unconverged} of {n} bootstrap refits stopped before converging")
-        report = BootstrapReport(method="residual bootstrap, residuals inflated by sqrt(n/df)", resamples=n,
+        report = BootstrapReport(method="residual bootstrap, residuals inflated by sqrt(n/df)" + why, resamples=n,
                                  failed=boot.failed, unconverged=boot.unconverged)
-        return IntervalDraws(boot.draws, report, notes), point
+        return IntervalDraws(boot.draws, report, notes)
+
+    if INTERVAL_METHOD == "bootstrap":
+        return residual_bootstrap(), point
     for _ in range(3):
         sampled = likelihood_draws(groups, point, n, rng)
         if sampled.better is None:
@@ -304,8 +308,8 @@ def draw_intervals(groups: RunGroups, point, options: FitOptions):
     if sampled.failed:
         notes.append(f"{sampled.failed} likelihood proposals could not be evaluated and got no weight")
     if sampled.better is None and sampled.effective < MIN_EFFECTIVE_DRAWS:
-        notes.append(f"the likelihood sampler's effective sample size is only {sampled.effective:.0f}: "
-                     "the interval is rough")
+        # Too few effective draws to read percentiles from: the slower residual bootstrap stands in.
+        return residual_bootstrap(f" (the likelihood sampler's effective sample was {sampled.effective:.0f})"), point
     report = BootstrapReport(method="profile-likelihood sampling (importance-weighted, Bartlett-tempered)",
                              resamples=n, failed=sampled.failed, effective=round(sampled.effective, 1),
                              temper=round(sampled.temper, 3))
