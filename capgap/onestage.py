@@ -52,11 +52,9 @@ BOOTSTRAP_SHIFTS = (-0.3, 0.3)  # ln units: the extra starts of each bootstrap r
 BARTLETT_SIMULATIONS = 64  # simulated data sets behind the likelihood's temper factor
 TEMPER_COMB = np.linspace(-0.8, 0.8, 17)  # ln units: starts of the simulations' free refits
 PROPOSALS = 4000  # likelihood sampler: proposals per round
-SAMPLER_ROUNDS = 5  # ... rounds at most of adapting the proposal to the weighted draws
+SAMPLER_ROUNDS = 3  # ... rounds at most of adapting the proposal to the weighted draws
 PROPOSAL_DF = 4  # Student-t proposal: heavy tails reach a second basin
 PROPOSAL_INFLATION = 1.5  # proposal spread over the likelihood's own
-MIN_ADAPT_EFFECTIVE = 30  # fewer effective draws than this: zoom the proposal in instead of adapting it
-ZOOM = 0.25  # ... by this factor in variance
 GOOD_EFFECTIVE_SHARE = 0.3  # an effective sample this large a share of the proposals ends the adaptation
 UNIFORM_SHARE = 0.2  # of the proposals drawn uniformly over the search box
 _CHUNK = 1000  # proposals evaluated per batch (memory: a few (chunk, n) arrays)
@@ -479,12 +477,6 @@ def likelihood_draws(groups: RunGroups, point: OneStageFit, n_draws: int, rng: n
         effective = 1.0 / np.sum(weights**2)
         if effective >= GOOD_EFFECTIVE_SHARE * proposals:
             break  # the proposal already matches the likelihood well: no need to adapt it
-        if effective < MIN_ADAPT_EFFECTIVE:
-            # A few draws carry all the weight: the proposal is far too wide somewhere. Zoom in on them
-            # rather than adapt to moments that two points cannot give.
-            mean = phi[np.argmax(weights)]
-            cov = cov * ZOOM
-            continue
         centred = phi - weights @ phi
         mean = weights @ phi
         cov = (centred * weights[:, None]).T @ centred * PROPOSAL_INFLATION**2 + 1e-10 * np.diag(width**2 + 1e-12)
