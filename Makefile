@@ -40,7 +40,7 @@ demo: $(VENV)/.core
 # The wheel check first: build it, install it into a virtualenv of core dependencies only
 # (.venv/smoke, made once) and use it from outside the checkout (.ci/wheel_smoke).
 test: $(VENV)/.full
-	.ci/wheel_smoke $(PY)
+	TORCH_SPEC="$(TORCH_SPEC)" .ci/wheel_smoke $(PY)
 	$(PY) -m pytest
 
 clean:
