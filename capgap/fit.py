@@ -52,6 +52,28 @@ def minimize_multistart(objective: Callable[[np.ndarray], float], starts: Sequen
     return best
 
 
+def difference_offsets(n_params: int, step: float) -> np.ndarray:
+    """The points a central-difference gradient and Hessian need, as offsets: +e_i, -e_i, then e_i + e_j (j < i)."""
+    eye = np.eye(n_params) * step
+    pairs = [eye[i] + eye[j] for i in range(n_params) for j in range(i)]
+    return np.vstack([eye, -eye, *([np.array(pairs)] if pairs else [])])
+
+
+def derivatives(values: np.ndarray, f0: np.ndarray, step: float, n_params: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient (B, P) and Hessian (B, P, P) from objective values (B, K) at ``difference_offsets`` and f0 (B,)."""
+    plus, minus = values[:, :n_params], values[:, n_params:2 * n_params]
+    grad = (plus - minus) / (2.0 * step)
+    hess = np.zeros((values.shape[0], n_params, n_params))
+    for i in range(n_params):
+        hess[:, i, i] = (plus[:, i] - 2.0 * f0 + minus[:, i]) / step**2
+    k = 2 * n_params
+    for i in range(n_params):
+        for j in range(i):
+            hess[:, i, j] = hess[:, j, i] = (values[:, k] - plus[:, i] - plus[:, j] + f0) / step**2
+            k += 1
+    return grad, hess
+
+
 def minimize_batch(objective: Callable[[np.ndarray, np.ndarray], np.ndarray], start: np.ndarray, n_rows: int,
                    low: np.ndarray, high: np.ndarray, iterations: int = 25,
                    step: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
@@ -67,10 +89,7 @@ def minimize_batch(objective: Callable[[np.ndarray, np.ndarray], np.ndarray], st
     damping = np.full(n_rows, 1e-3)
     done = ~np.isfinite(current)
     converged = np.zeros(n_rows, dtype=bool)
-    eye = np.eye(n_params) * step
-    # Every difference the gradient and Hessian need, as offsets: +e_i, -e_i, then e_i + e_j (j < i).
-    pairs = [(i, j) for i in range(n_params) for j in range(i)]
-    offsets = np.vstack([eye, -eye, *([np.array([eye[i] + eye[j] for i, j in pairs])] if pairs else [])])
+    offsets = difference_offsets(n_params, step)
     for _ in range(iterations):
         rows = np.flatnonzero(~done)
         if rows.size == 0:
@@ -79,13 +98,7 @@ def minimize_batch(objective: Callable[[np.ndarray, np.ndarray], np.ndarray], st
         # One call evaluates all of them for all active rows (the per-call overhead dominates small batches).
         values = objective((x[:, None, :] + offsets[None, :, :]).reshape(-1, n_params),
                            np.repeat(rows, offsets.shape[0])).reshape(rows.size, offsets.shape[0])
-        plus, minus = values[:, :n_params], values[:, n_params:2 * n_params]
-        grad = (plus - minus) / (2.0 * step)
-        hess = np.zeros((rows.size, n_params, n_params))
-        for i in range(n_params):
-            hess[:, i, i] = (plus[:, i] - 2.0 * f0 + minus[:, i]) / step**2
-        for k, (i, j) in enumerate(pairs):
-            hess[:, i, j] = hess[:, j, i] = (values[:, 2 * n_params + k] - plus[:, i] - plus[:, j] + f0) / step**2
+        grad, hess = derivatives(values, f0, step, n_params)
         diagonal = np.abs(np.einsum("bpp->bp", hess)) + 1e-12
         system = hess + (damping[rows, None, None] * diagonal[:, :, None]) * np.eye(n_params)
         system = np.where(np.isfinite(system), system, 0.0) + 1e-12 * np.eye(n_params)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from capgap.fit import HUBER_K, huber, minimize_batch
+from capgap.fit import HUBER_K, derivatives, difference_offsets, huber, minimize_batch
 from capgap.groups import RunGroups
 
 LogLocation = Callable[[np.ndarray], np.ndarray]  # search point (B, P) -> ln T* per group (B, G)
@@ -294,7 +294,6 @@ class Bootstrap:
     """Refits of the model on residual-bootstrap resamples: draws (B, P + n_shape), and the count that failed."""
 
     draws: np.ndarray
-    requested: int
     failed: int  # non-finite refits: left out, and reported
     unconverged: int  # refits that stopped before converging: kept, and reported
 
@@ -323,27 +322,14 @@ def bootstrap(groups: RunGroups, point: OneStageFit, n_resamples: int, rng: np.r
         better = value < best
         draws[better], converged[better], best[better] = other[better], other_converged[better], value[better]
     finite = np.isfinite(draws).all(axis=1)
-    return Bootstrap(draws=draws[finite], requested=n_resamples, failed=int((~finite).sum()),
+    return Bootstrap(draws=draws[finite], failed=int((~finite).sum()),
                      unconverged=int((finite & ~converged).sum()))
 
 
 def _hessian(objective: Callable[[np.ndarray], np.ndarray], phi: np.ndarray, step: float = 1e-3) -> np.ndarray:
     """Central-difference Hessian of a batched objective at one point, all evaluations in one batch."""
-    n = phi.size
-    eye = np.eye(n) * step
-    points = [phi]
-    points += [phi + eye[i] for i in range(n)] + [phi - eye[i] for i in range(n)]
-    points += [phi + eye[i] + eye[j] for i in range(n) for j in range(i)]
-    values = objective(np.array(points))
-    f0, plus, minus = values[0], values[1:n + 1], values[n + 1:2 * n + 1]
-    hess = np.diag((plus - 2.0 * f0 + minus) / step**2)
-    k = 2 * n + 1
-    for i in range(n):
-        for j in range(i):
-            hess[i, j] = hess[j, i] = (values[k] - plus[i] - plus[j] + f0) / step**2
-            k += 1
-    return hess
-
+    values = objective(np.vstack([phi, phi + difference_offsets(phi.size, step)]))
+    return derivatives(values[None, 1:], values[:1], step, phi.size)[1][0]
 
 def likelihood_temper(groups: RunGroups, point: OneStageFit, rng: np.random.Generator,
                       n_sims: int = BARTLETT_SIMULATIONS) -> float:
@@ -405,7 +391,6 @@ class LikelihoodDraws:
 
     draws: np.ndarray
     temper: float  # the Bartlett-type factor the log likelihood was divided by
-    requested: int
     failed: int  # proposals whose objective was not finite (weight zero), said in the report
     effective: float  # effective sample size of the final importance weights
     better: np.ndarray | None = None  # a search point that fits better than the point fit (no draws then)
@@ -465,7 +450,7 @@ def likelihood_draws(groups: RunGroups, point: OneStageFit, n_draws: int, rng: n
         if solved.any() and f[solved].min() < base - 0.05 * sigma2:
             # The sampler found a better fit than the point fit: say so, the caller refits from there.
             best = np.flatnonzero(solved)[np.argmin(f[solved])]
-            return LikelihoodDraws(draws=np.empty((0, d)), temper=temper, requested=n_draws, failed=failed,
+            return LikelihoodDraws(draws=np.empty((0, d)), temper=temper, failed=failed,
                                    effective=0.0, better=phi[best])
         mahalanobis = np.sum(np.linalg.solve(chol, (phi - mean).T) ** 2, axis=0)
         log_t = (gammaln((PROPOSAL_DF + d) / 2) - gammaln(PROPOSAL_DF / 2) - 0.5 * d * np.log(PROPOSAL_DF * np.pi)
@@ -484,12 +469,7 @@ def likelihood_draws(groups: RunGroups, point: OneStageFit, n_draws: int, rng: n
     # Systematic resampling: n_draws equally spaced points through the cumulative weights.
     positions = (rng.random() + np.arange(n_draws)) / n_draws
     picked = np.minimum(np.searchsorted(np.cumsum(weights), positions), proposals - 1)
-    return LikelihoodDraws(draws=phi[picked], temper=temper, requested=n_draws, failed=failed, effective=effective)
-
-
-def location_draws(space: SearchSpace, draws: np.ndarray) -> np.ndarray:
-    """ln T* per group for each bootstrap draw: (B, G)."""
-    return space.log_location(space.split(draws)[0])
+    return LikelihoodDraws(draws=phi[picked], temper=temper, failed=failed, effective=effective)
 
 
 def window(groups: RunGroups, log_location: np.ndarray, half_width: float, min_teachers: int) -> np.ndarray:

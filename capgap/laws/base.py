@@ -249,7 +249,11 @@ def law_class(name: str) -> Callable[[LawFile], Law]:
 def registered_families() -> tuple[str, ...]:
     """Every law family, simplest first (fewest coefficients): the tie-break order of `auto`."""
     _import_families()
-    return tuple(sorted(_LAW_CLASSES, key=lambda name: (len(getattr(_LAW_CLASSES[name], "parameters", "x" * 99)), name)))
+    def complexity(name: str) -> float:  # a class that does not list its coefficients sorts last
+        parameters = getattr(_LAW_CLASSES[name], "parameters", None)
+        return len(parameters) if parameters is not None else float("inf")
+
+    return tuple(sorted(_LAW_CLASSES, key=lambda name: (complexity(name), name)))
 
 
 def law_from_file(file: LawFile) -> Law:

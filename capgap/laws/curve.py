@@ -174,7 +174,7 @@ def sees_far_shape(groups: RunGroups) -> bool:
 def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> CurveLaw:
     """The one-stage fit of ``cls`` to grouped runs: point, interval draws, optima, diagnostics."""
     from capgap.onestage import degrees_of_freedom, fit_point
-    from capgap.optima import read_optima
+    from capgap.optima import ladder_advice, read_optima
 
     reason = cls.cannot_fit(groups)
     if reason:
@@ -218,7 +218,7 @@ def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> C
     optima = read_optima(groups, space, point, draws, options.level)
     if all(_far_beyond_ladder(o) for o in optima):
         raise InputError(f"the teacher ladder brackets the optimum of no student (all {len(optima)} lie beyond "
-                         f"their teachers: {'; '.join(_ladder_advice(optima))}); a law read off curves that never "
+                         f"their teachers: {'; '.join(ladder_advice(optima))}); a law read off curves that never "
                          "turn is extrapolation, not a fit")
     warnings = _self_check(cls, groups, point, drawn, intervals, optima, df, options)
     students = [k.student_params for k in groups.keys]
@@ -242,7 +242,7 @@ def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> C
             goodness=Goodness(rmse=float(np.sqrt(np.mean(residual**2))), n_runs=fitted_groups.n_runs,
                               n_groups=len(groups.keys), n_outside_window=groups.n_runs - fitted_groups.n_runs),
             bootstrap=report, skipped_groups=[f"{label} ({n} teacher sizes)" for label, n in groups.skipped],
-            extend_ladder=_ladder_advice(optima)),
+            extend_ladder=ladder_advice(optima)),
     )
     return cls(file)
 
@@ -324,12 +324,6 @@ def _far_beyond_ladder(optimum) -> bool:
     spacing = float(np.mean(np.diff(log_teachers)))
     edge = log_teachers[-1] if optimum.censored == "at_least" else log_teachers[0]
     return abs(np.log(optimum.teacher_params) - edge) > spacing
-
-
-def _ladder_advice(optima) -> list[str]:
-    from capgap.optima import ladder_advice
-
-    return ladder_advice(optima)
 
 
 def _self_check(cls: type[CurveLaw], groups: RunGroups, point, boot, intervals: dict, optima, df: int,
