@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from capgap.errors import InputError
-from capgap.laws.base import FitOptions, Law, LawDiagnostics, ModelChoice, law_class, registered_families
+from capgap.laws.base import FitOptions, Law, ModelChoice, law_class, registered_families
 from capgap.records import RunRecord, metric_direction
 
 DEFAULT_METRIC = "eval_loss"
