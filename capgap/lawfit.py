@@ -102,10 +102,8 @@ def _prepare(runs, law, metric, higher_is_better, size_measure, family, bootstra
 
 def _run_warnings(runs: Sequence[RunRecord]) -> list[str]:
     """What the runs themselves say against the law: teachers whose quality does not rise with size."""
-    try:
-        from capgap.ladder_quality import teacher_inversions
-    except ImportError:  # pragma: no cover - present in every install that measures
-        return []
+    from capgap.ladder_quality import teacher_inversions
+
     return list(teacher_inversions(runs))
 
 
