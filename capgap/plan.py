@@ -12,23 +12,35 @@ draws of the model's parameters (a pseudo-Bayesian c-optimal design).
   a normal whose 90% range spans Zhang et al.'s 2.5x and Busbridge et al.'s
   optimum at the target's tokens, with the ratio law's single parameter.
 * The information. At each draw, a run of group g with teacher T adds the row
-  x = d(metric)/d(theta, b, a^left, a^right) of the model (the location's
-  derivative by finite differences through the family's own ``log_location``),
-  so I = sum x x^T / noise^2 (+ the prior's precision on theta where there is
-  one). The variance of ln T*(target) is c^T I^-1 c, c its gradient in theta.
-  The far shape (s, alpha) is held at each draw's value: its own uncertainty is
-  not in I, which the calibration below absorbs.
+  x = d(metric)/d(theta, s, alpha, b, a^left, a^right) of the model (the
+  location's derivative by finite differences through the family's own
+  ``log_location``), so I = sum x x^T / noise^2 (+ the prior's precision on theta
+  in a cold start, and a weak box prior on the far shape). The variance of
+  ln T*(target) is c^T I^-1 c, c its gradient in theta.
+* The fit's own parameters. A design is scored with the parameters the fit would
+  spend on it: a group counts once it has three distinct teachers; the far shape
+  (s, alpha) is free once a fitted group's ladder spans a decade (``FAR_SPAN``) and
+  held at the parabola otherwise. The fit itself frees the shape only from five
+  teachers on, but a planner that knows that proposes four-rung, decade-wide
+  designs the fit takes for parabolas, whose intervals miss curves that flatten
+  (``ROBUST_SHAPE``; the bench shows both). The variance is inflated by
+  (t_df / z)^2 for the residual degrees of freedom df the design leaves the fit's
+  noise estimate; a design with none is penalised, not excluded (a cold start needs
+  one).
 * The calibration. The linearised variance of the current design is compared
-  with the current bootstrap interval: the interval after the batch is the
+  with the current fitted interval: the interval after the batch is the
   current one shrunk about its estimate by sd_after / sd_now. Without a current
   interval, it is estimate · exp(±z·sd_after), and says so.
-* The choice. Greedy: each step adds the move that most lowers the summed
-  variance over targets (per FLOP under a FLOP budget). A target student with
-  fewer than three teachers cannot locate anything alone, so its moves are the
-  sets of teachers that complete it to three, scored together; otherwise a move
-  is one run, a repeat (new seed) included. The batch stops at the run budget,
-  the FLOP budget, or when every target's expected interval is within
-  ``target_width``.
+* The choice. Greedy first: each step adds the move that most lowers the summed
+  variance over targets (per FLOP under a FLOP budget); a group with fewer than
+  three teachers moves by the teacher sets that complete it, scored together.
+  Then exchange (Fedorov): swap one run of the batch for any candidate while that
+  lowers the score, from the greedy batch and from ``EXCHANGE_STARTS`` random
+  batches, keeping the best. One swap at a time cannot leave a narrow design for a
+  wide one (the first far rung frees the far shape and costs more than it brings);
+  a random start can. A repeat of a pair (new seed) is a candidate like any other.
+  The batch stops at the run budget, the FLOP budget, or when every target's
+  expected interval is within ``target_width``.
 
 Cost: one fit as `capgap fit` does, one bootstrap of ``DRAWS`` refits, then
 small matrix solves; no refit per candidate (see bench/plan_efficiency.py).
@@ -60,12 +72,20 @@ PLAN_BOOTSTRAP = 200  # resamples of the fit whose interval is reported before t
 PRIOR_DEPTH = 10.0  # cold start: a curve this many noise levels deep one ln unit from its optimum (an assumption)
 PRIOR_MIN_SD = 1.0  # ln units: the prior on ln(T*/S) is never narrower than this (a factor e each way at 1 sd)
 PLAN_COLUMNS = ["student_params", "teacher_params", "teacher", "tokens", "seed"]
-METHOD = ("linearised (Fisher) expected variance of ln T* under the one-stage model, averaged over "
-          f"{DRAWS} bootstrap draws, calibrated to the current bootstrap interval; greedy batch")
+METHOD = ("linearised (Fisher) expected variance of ln T* under the one-stage model with the parameters the fit "
+          f"would spend on the design, averaged over {DRAWS} bootstrap draws, calibrated to the current fitted "
+          "interval; greedy batch, then exchange from random starts")
 _RIDGE = 1e-9
 # The far shape's prior: a normal of about half the search box (onestage.SHAPE_LIMIT, ALPHA_BOUNDS) per parameter.
 SHAPE_PRIOR_SD = (2.0, 5.0)
 _STEP = 1e-5
+NO_DF_PENALTY = 10.0  # a design the fit cannot put an interval on scores this many times worse
+EXCHANGE_PASSES = 3
+EXCHANGE_STARTS = 12  # random batches an exchange also starts from
+# A design whose ladder spans FAR_SPAN pays for the far shape from MIN_TEACHERS teachers on, not only from
+# MIN_TEACHERS_FOR_SHAPE: below that the fit takes the curve for a parabola over the whole span, and a planner
+# free to exploit it proposes 4-rung decade-wide designs whose intervals miss flattening curves (bench/plan_efficiency.py).
+ROBUST_SHAPE = True
 
 
 class PlannedRun(BaseModel):
@@ -163,12 +183,6 @@ class _Model:
         """Shared parameters: theta and the far shape (s, alpha)."""
         return self.n_theta + 2
 
-    def information(self, rows: np.ndarray) -> np.ndarray:
-        q = self.n_lead + 3 * self.n_groups
-        info = np.einsum("mni,mnj->mij", rows, rows) + _RIDGE * np.eye(q)
-        info[:, :self.n_lead, :self.n_lead] += self.prior_precision
-        return info
-
     def variance(self, info: np.ndarray) -> np.ndarray:
         """Var of ln T* at each target, per draw: info (..., M, Q, Q) -> (..., M, K)."""
         k = self.target_gradient.shape[1]
@@ -212,6 +226,8 @@ def plan_runs(runs: Sequence[RunRecord], students: Sequence[int], teachers: str 
                      "at these tokens) as a wide prior")
     if fitted is None:
         fitted = _prior_model(runs, targets_spec, seed, size_measure)
+        if law != "ratio":
+            notes.append(f"the prior has the ratio law's one parameter; --law {law} is fitted once the runs allow it")
     model, before, rows, targets, law_name, start = fitted
     return _choose(model, rows, targets, before, ladder, runs, runs_budget, flops_budget, target_width, seed,
                    size_measure, law_name, start, notes)
@@ -391,41 +407,22 @@ def _choose(model: _Model, rows, targets: list[_Target], before: list[TargetInte
             runs: Sequence[RunRecord], budget: int, flops_budget: float | None, target_width: float | None,
             seed: int, size_measure: str, law_name: str, start: str, notes: list[str]) -> Plan:
     group, log_teacher = rows
-    current = model.rows(group, log_teacher)
-    var_now = model.variance(model.information(current)).mean(axis=0)  # (K,)
     common = dict(before=before, start=start, law=law_name, target_width=target_width, notes=notes)
     if target_width is not None and all((b.relative_half_width or math.inf) <= target_width for b in before):
         notes.append(f"the interval at every target is already within ±{target_width:.0%}: no more runs proposed")
         return Plan(runs=[], after=before, done=True, **common)
-    chosen: list[tuple[int, LadderModel]] = []  # (target index, teacher)
-    spent = 0.0
-    info = model.information(current)
-    while len(chosen) < budget:
-        moves = _moves(targets, ladder, group, log_teacher, chosen, budget - len(chosen))
-        costs = np.array([sum(distill_flops(targets[k].student, t.size(size_measure), targets[k].tokens)
-                              for k, t in move) for move in moves])
-        if flops_budget is not None:
-            fits = spent + costs <= flops_budget
-            moves, costs = [m for m, ok in zip(moves, fits) if ok], costs[fits]
-        if not moves:
-            break
-        scores = _scores(model, info, moves, targets, size_measure)  # (moves,)
-        base = model.variance(info).mean(axis=0).sum()
-        gain = (base - scores) / (costs if flops_budget is not None else 1.0)
-        best = int(np.argmax(gain)) if flops_budget is not None else int(np.argmin(scores))
-        move = moves[best]
-        added = _move_rows(model, move, targets, size_measure)
-        info = info + np.einsum("mni,mnj->mij", added, added)
-        group = np.r_[group, [targets[k].group for k, _ in move]].astype(int)
-        log_teacher = np.r_[log_teacher, [math.log(t.size(size_measure)) for _, t in move]]
-        chosen += move
-        spent += float(costs[best])
-        after = _after(before, var_now, model.variance(info).mean(axis=0))
-        if target_width is not None and all((a.relative_half_width or math.inf) <= target_width for a in after):
-            break
-    var_after = model.variance(info).mean(axis=0)
+    candidates = [(k, m) for k, t in enumerate(targets) for m in ladder if m.params > t.student]
+    cost = np.array([distill_flops(targets[k].student, m.size(size_measure), targets[k].tokens)
+                     for k, m in candidates])
+    scorer = _DesignScorer(model, group, log_teacher,
+                           np.array([targets[k].group for k, _ in candidates], dtype=int),
+                           np.array([math.log(m.size(size_measure)) for _, m in candidates]))
+    var_now = scorer.variances([[]])[0]
+    batch = _greedy(scorer, var_now, before, cost, budget, flops_budget, target_width)
+    batch = _best_exchange(scorer, batch, cost, flops_budget, np.random.default_rng(seed))
+    var_after = scorer.variances([batch])[0]
     after = _after(before, var_now, var_after)
-    df = _degrees_of_freedom(group, log_teacher, model.n_theta)
+    df = scorer.degrees_of_freedom(batch)
     if df <= 0:
         after = [a.model_copy(update={"low": None, "high": None}) for a in after]
         notes.append(f"after this batch the fit still has no degrees of freedom left ({df}): no interval yet; "
@@ -433,64 +430,169 @@ def _choose(model: _Model, rows, targets: list[_Target], before: list[TargetInte
     if start == "runs" and any(b.low is None for b in before):
         notes.append("no current interval at some target: the expected interval after the batch is the linearised "
                      "one, uncalibrated")
-    planned = _with_seeds(chosen, targets, runs, seed, size_measure)
-    if len(planned) < budget and (target_width is None or any((a.relative_half_width or math.inf) > target_width
-                                                               for a in after)):
+    if flops_budget is not None and len(batch) < budget and \
+            (target_width is None or any((a.relative_half_width or math.inf) > target_width for a in after)):
+        notes.append(f"the FLOP budget ({flops_budget:.3g}) fits {len(batch)} of the {budget} runs")
+    planned = _with_seeds([candidates[c] for c in batch], targets, runs, seed, size_measure)
+    return Plan(runs=planned, after=after, flops=float(cost[batch].sum()) if batch else 0.0, **common)
+
+
+class _DesignScorer:
+    """The expected variance of ln T* at the targets for a design: the runs so far plus candidate runs.
+
+    The parameters are the ones the fit will spend on that design: a group counts only once it has
+    ``MIN_TEACHERS`` distinct teachers, the far shape (s, alpha) is free only once some fitted group's ladder
+    spans ``FAR_SPAN`` with ``MIN_TEACHERS_FOR_SHAPE`` teachers (else the curves are parabolas), and the
+    variance is inflated by (t_df / z)², the widening of an interval whose noise level is estimated from df
+    residual degrees of freedom (a design left with none is penalised, not ruled out: a cold start needs it).
+    """
+
+    def __init__(self, model: _Model, group: np.ndarray, log_teacher: np.ndarray, candidate_group: np.ndarray,
+                 candidate_log_teacher: np.ndarray) -> None:
+        self.model = model
+        n_groups = model.n_groups
+        base = model.rows(group, log_teacher)  # (M, n, Q)
+        self.base_info = np.stack([np.einsum("mni,mnj->mij", base[:, group == g], base[:, group == g])
+                                   for g in range(n_groups)])  # (G, M, Q, Q)
+        self.base_runs = np.bincount(group, minlength=n_groups)
+        self.base_teachers = [set(np.round(log_teacher[group == g], 6).tolist()) for g in range(n_groups)]
+        x = model.rows(candidate_group, candidate_log_teacher)  # (M, C, Q)
+        self.candidate_info = np.einsum("mci,mcj->cmij", x, x)  # (C, M, Q, Q)
+        self.candidate_group = candidate_group
+        self.candidate_teacher = np.round(candidate_log_teacher, 6)
+        q = model.n_lead + 3 * n_groups
+        self.fixed_shape = np.zeros((q, q))
+        self.fixed_shape[model.n_theta:model.n_lead, model.n_theta:model.n_lead] = np.eye(2) / _RIDGE
+        self.prior = _RIDGE * np.eye(q)
+        self.prior[:model.n_lead, :model.n_lead] += model.prior_precision
+
+    def _structure(self, design: Sequence[int]) -> tuple[np.ndarray, bool, int]:
+        """Which groups the fit will use, whether it fits the far shape, and its residual degrees of freedom."""
+        from capgap.groups import MIN_TEACHERS
+        from capgap.laws.curve import FAR_SPAN, MIN_TEACHERS_FOR_SHAPE, SHAPE_PARAMETERS
+
+        teachers = [set(t) for t in self.base_teachers]
+        n_runs = self.base_runs.copy()
+        for c in design:
+            teachers[self.candidate_group[c]].add(float(self.candidate_teacher[c]))
+            n_runs[self.candidate_group[c]] += 1
+        fitted = np.array([len(t) >= MIN_TEACHERS for t in teachers])
+        far = any(f and len(t) >= (MIN_TEACHERS_FOR_SHAPE if not ROBUST_SHAPE else MIN_TEACHERS)
+                  and max(t) - min(t) >= FAR_SPAN for f, t in zip(fitted, teachers))
+        if not fitted.any():
+            return fitted, far, -1
+        df = int(n_runs[fitted].sum()) - sum(min(3, len(t)) for f, t in zip(fitted, teachers) if f) \
+            - self.model.n_theta - (SHAPE_PARAMETERS if far else 0)
+        return fitted, far, df
+
+    def degrees_of_freedom(self, design: Sequence[int]) -> int:
+        return self._structure(design)[2]
+
+    def variances(self, designs: Sequence[Sequence[int]]) -> np.ndarray:
+        """(D, K): per design the expected variance of ln T* at each target (mean over draws, df-inflated)."""
+        from scipy.special import stdtrit  # the t quantile, without scipy.stats' second of imports
+
+        infos, factors = [], []
+        for design in designs:
+            fitted, far, df = self._structure(design)
+            info = self.prior + (0.0 if far else self.fixed_shape) + self.base_info[fitted].sum(axis=0)
+            used = [c for c in design if fitted[self.candidate_group[c]]]
+            if used:
+                info = info + self.candidate_info[used].sum(axis=0)
+            infos.append(info)
+            widening = (float(stdtrit(max(df, 1), 0.5 + LEVEL / 2)) / Z) ** 2
+            factors.append(widening * (1.0 if df > 0 else NO_DF_PENALTY))
+        variance = self.model.variance(np.stack(infos)).mean(axis=1)  # (D, K)
+        return variance * np.array(factors)[:, None]
+
+    def score(self, designs: Sequence[Sequence[int]]) -> np.ndarray:
+        return self.variances(designs).sum(axis=1)
+
+
+def _greedy(scorer: _DesignScorer, var_now: np.ndarray, before: list[TargetInterval], cost: np.ndarray,
+            budget: int, flops_budget: float | None, target_width: float | None) -> list[int]:
+    """Add the best move at a time (per FLOP under a FLOP budget) until the budget or the target width is met."""
+    batch: list[int] = []
+    spent = 0.0
+    while len(batch) < budget:
+        moves = [m for m in _moves(scorer, batch, budget - len(batch))
+                 if flops_budget is None or spent + cost[m].sum() <= flops_budget]
+        if not moves:
+            break
+        scores = scorer.score([batch + m for m in moves])
         if flops_budget is not None:
-            notes.append(f"the FLOP budget ({flops_budget:.3g}) fits {len(planned)} of the {budget} runs")
-    return Plan(runs=planned, after=after, flops=spent, **common)
+            gain = (scorer.score([batch])[0] - scores) / np.array([cost[m].sum() for m in moves])
+            best = int(np.argmax(gain))
+        else:
+            best = int(np.argmin(scores))
+        batch += moves[best]
+        spent += float(cost[moves[best]].sum())
+        if target_width is not None:
+            after = _after(before, var_now, scorer.variances([batch])[0])
+            if all((a.relative_half_width or math.inf) <= target_width for a in after):
+                break
+    return batch
 
 
-def _degrees_of_freedom(group: np.ndarray, log_teacher: np.ndarray, n_theta: int) -> int:
-    """Residual degrees of freedom the fit will have, as ``onestage.degrees_of_freedom`` counts them."""
+def _moves(scorer: _DesignScorer, batch: list[int], room: int) -> list[list[int]]:
+    """Single runs in groups the fit uses; teacher sets completing a group to MIN_TEACHERS otherwise."""
     from capgap.groups import MIN_TEACHERS
-    from capgap.laws.curve import FAR_SPAN, MIN_TEACHERS_FOR_SHAPE, SHAPE_PARAMETERS
 
-    ladders = [np.unique(np.round(log_teacher[group == g], 6)) for g in np.unique(group)]
-    teachers = [ladder.size for ladder in ladders]
-    fitted = [n for n in teachers if n >= MIN_TEACHERS]
-    if not fitted:
-        return -1
-    runs = sum(int((group == g).sum()) for g, n in zip(np.unique(group), teachers) if n >= MIN_TEACHERS)
-    far = any(ladder.size >= MIN_TEACHERS_FOR_SHAPE and np.ptp(ladder) >= FAR_SPAN for ladder in ladders)
-    shape = SHAPE_PARAMETERS if far else 0
-    return runs - sum(min(3, n) for n in fitted) - n_theta - shape
-
-
-def _moves(targets, ladder, group, log_teacher, chosen, room) -> list[list[tuple[int, LadderModel]]]:
-    """Single runs at targets with three or more teachers; teacher sets completing a target to three otherwise."""
-    moves = []
-    for k, t in enumerate(targets):
-        candidates = [m for m in ladder if m.params > t.student]
-        have = {round(float(x), 6) for x in log_teacher[group == t.group]}
-        have |= {round(math.log(m.params), 6) for j, m in chosen if j == k}
-        missing = 3 - len(have)
+    moves: list[list[int]] = []
+    for g in np.unique(scorer.candidate_group):
+        mine = np.flatnonzero(scorer.candidate_group == g)
+        have = set(scorer.base_teachers[g]) | {float(scorer.candidate_teacher[c]) for c in batch
+                                               if scorer.candidate_group[c] == g}
+        missing = MIN_TEACHERS - len(have)
         if missing <= 0:
-            moves += [[(k, m)] for m in candidates]
+            moves += [[int(c)] for c in mine]
             continue
-        fresh = [m for m in candidates if round(math.log(m.params), 6) not in have]
+        fresh = [int(c) for c in mine if float(scorer.candidate_teacher[c]) not in have]
         if missing <= room and len(fresh) >= missing:
-            moves += [[(k, m) for m in combo] for combo in itertools.combinations(fresh, missing)]
+            moves += [list(combo) for combo in itertools.combinations(fresh, missing)]
     return moves
 
 
-def _move_rows(model: _Model, move, targets, size_measure) -> np.ndarray:
-    g = np.array([targets[k].group for k, _ in move], dtype=int)
-    t = np.array([math.log(m.size(size_measure)) for _, m in move])
-    return model.rows(g, t)
+def _best_exchange(scorer: _DesignScorer, greedy: list[int], cost: np.ndarray, flops_budget: float | None,
+                   rng: np.random.Generator, starts: int = EXCHANGE_STARTS) -> list[int]:
+    """The best of exchanges started from the greedy batch and from random batches of its size.
+
+    One swap at a time cannot leave a narrow design for a decade-wide one: the first far rung turns the far
+    shape on and costs more than it brings, the rungs that would repay it come later. Random starts can."""
+    if not greedy:
+        return greedy
+    batches = [greedy] + [list(rng.choice(cost.size, size=len(greedy))) for _ in range(starts)]
+    if flops_budget is not None:
+        batches = [b for b in batches if cost[b].sum() <= flops_budget] or [greedy]
+    finished = [_exchange(scorer, [int(c) for c in b], cost, flops_budget) for b in batches]
+    scores = scorer.score(finished)
+    return finished[int(np.argmin(scores))]
 
 
-def _scores(model: _Model, info: np.ndarray, moves, targets, size_measure) -> np.ndarray:
-    """Summed expected variance over targets after each move (moves of one size are solved as one batch)."""
-    scores = np.empty(len(moves))
-    by_size: dict[int, list[int]] = {}
-    for i, move in enumerate(moves):
-        by_size.setdefault(len(move), []).append(i)
-    for indices in by_size.values():
-        added = np.stack([_move_rows(model, moves[i], targets, size_measure) for i in indices])  # (C, M, n, Q)
-        trial = info[None] + np.einsum("cmni,cmnj->cmij", added, added)
-        scores[indices] = model.variance(trial).mean(axis=1).sum(axis=1)
-    return scores
+def _exchange(scorer: _DesignScorer, batch: list[int], cost: np.ndarray, flops_budget: float | None,
+              passes: int = EXCHANGE_PASSES) -> list[int]:
+    """Fedorov-style exchange: swap one run of the batch for another candidate while that lowers the score.
+
+    Greedy steps cannot see that two runs together are worth more than either alone (a far rung that turns the
+    far shape on only pays with a second); swaps of a finished batch can."""
+    if not batch:
+        return batch
+    best = float(scorer.score([batch])[0])
+    for _ in range(passes):
+        improved = False
+        for slot in range(len(batch)):
+            trials = [batch[:slot] + [c] + batch[slot + 1:] for c in range(cost.size) if c != batch[slot]]
+            if flops_budget is not None:
+                trials = [t for t in trials if cost[t].sum() <= flops_budget]
+            if not trials:
+                continue
+            scores = scorer.score(trials)
+            i = int(np.argmin(scores))
+            if scores[i] < best * (1.0 - 1e-6):
+                batch, best, improved = trials[i], float(scores[i]), True
+        if not improved:
+            break
+    return sorted(batch)
 
 
 def _after(before: list[TargetInterval], var_now: np.ndarray, var_after: np.ndarray) -> list[TargetInterval]:

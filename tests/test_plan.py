@@ -147,3 +147,47 @@ def test_end_to_end_plan_measure_fit_plan(tiny_corpus: Path, tmp_path: Path, cap
     done = {(r.teacher, r.seed) for r in planned}
     assert again and all((r.teacher, r.seed) not in done for r in again)  # conditioned: new seeds for pairs run
     assert all(not math.isnan(r.tokens) for r in again)
+
+
+def _scorer(monkeypatch, robust: bool):
+    import capgap.plan as plan
+
+    monkeypatch.setattr(plan, "ROBUST_SHAPE", robust)
+    model, _, rows, targets, _, _ = plan._prior_model([], [(S, 20 * S)], 0, "total")
+    logs = np.log([m.params for m in LADDER])
+    return plan._DesignScorer(model, *rows, np.zeros(len(LADDER), dtype=int), logs)
+
+
+def test_a_decade_wide_design_pays_for_the_far_shape_the_fit_would_not_check(monkeypatch) -> None:
+    wide = [0, 4, 12, 15]  # 1.25x .. 200x, four rungs: the fit takes the curve for a parabola
+    narrow = [0, 1, 2, 3, 4]  # 1.25x .. 4.8x: under a decade, no far shape whatever the rungs
+    robust = _scorer(monkeypatch, True)
+    assert robust.degrees_of_freedom(wide) == 4 - 3 - 1 - 2
+    assert robust.degrees_of_freedom(narrow) == 5 - 3 - 1
+    assert robust.degrees_of_freedom(wide[:2]) == -1  # two rungs: the fit has no curve to use
+    charged = robust.score([wide])[0]
+    shortcut = _scorer(monkeypatch, False)  # (the switch is read when a design is scored)
+    assert shortcut.degrees_of_freedom(wide) == 4 - 3 - 1
+    assert shortcut.degrees_of_freedom(wide + [8]) == 5 - 3 - 1 - 2  # five rungs: the fit frees the shape
+    # Charged for the shape, the wide design's expected variance is larger than the shortcut's.
+    assert charged > shortcut.score([wide])[0]
+
+
+def test_exchange_never_leaves_a_batch_worse_than_the_greedy_one(monkeypatch) -> None:
+    import capgap.plan as plan
+
+    runs = _runs([1.25, 1.6, 2.0, 2.5, 3.2, 4.0, 5.0, 6.4], noise=0.02)  # a narrow ladder, a noisy shallow curve
+    monkeypatch.setattr(plan, "EXCHANGE_STARTS", 0)
+    monkeypatch.setattr(plan, "EXCHANGE_PASSES", 0)
+    greedy = plan_runs(runs, [S], LADDER, 4, bootstrap=50)
+    monkeypatch.undo()
+    full = plan_runs(runs, [S], LADDER, 4, bootstrap=50)
+    assert full.before == greedy.before
+    assert full.after[0].relative_half_width <= greedy.after[0].relative_half_width + 1e-12
+    assert len(full.runs) == len(greedy.runs) == 4
+
+
+def test_a_cold_start_says_which_law_it_plans_with() -> None:
+    plan = plan_runs([], [S], LADDER, 4, law="power")
+    assert plan.start == "prior" and plan.law == "ratio"
+    assert any("--law power is fitted once the runs allow it" in note for note in plan.notes)
