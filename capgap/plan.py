@@ -61,6 +61,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from capgap.errors import InputError
+from capgap.groups import SIZE_TOLERANCE
 from capgap.ladders import LadderModel, get_ladder
 from capgap.records import RunRecord
 from capgap.sizes import TOKENS_PER_PARAM, distill_flops, format_size
@@ -248,7 +249,7 @@ def _validate(students, ladder, runs_budget, flops_budget, target_width, tokens)
         raise InputError(f"--tokens must be a positive count; got {tokens}")
     largest = max(ladder, key=lambda m: m.params)
     for student in students:
-        if student >= largest.params:
+        if student * (1 + SIZE_TOLERANCE) >= largest.params:
             raise InputError(f"student {format_size(student)} is at least as large as every teacher of the ladder "
                              f"(largest: {largest.name}, {format_size(largest.params)}); give a smaller student "
                              "or a ladder with larger models")
@@ -257,13 +258,13 @@ def _validate(students, ladder, runs_budget, flops_budget, target_width, tokens)
 def _tokens_for(student: int, tokens: int | None, runs: Sequence[RunRecord]) -> int:
     if tokens is not None:
         return tokens
-    own = sorted(r.tokens for r in runs if r.tokens and abs(r.student_params - student) <= 0.02 * student)
+    own = sorted(r.tokens for r in runs if r.tokens and abs(r.student_params - student) <= SIZE_TOLERANCE * student)
     return own[len(own) // 2] if own else TOKENS_PER_PARAM * student
 
 
 def _same_group(key_student: int, key_tokens: int | None, student: int, tokens: int) -> bool:
     # Tokens are rounded up to whole optimizer steps by a sweep: within 10% is the same budget.
-    return abs(key_student - student) <= 0.02 * student and abs((key_tokens or 0) - tokens) <= 0.1 * tokens
+    return abs(key_student - student) <= SIZE_TOLERANCE * student and abs((key_tokens or 0) - tokens) <= 0.1 * tokens
 
 
 def _fitted_model(runs, targets_spec, law, metric, size_measure, n_boot, seed):
@@ -411,14 +412,18 @@ def _choose(model: _Model, rows, targets: list[_Target], before: list[TargetInte
     if target_width is not None and all((b.relative_half_width or math.inf) <= target_width for b in before):
         notes.append(f"the interval at every target is already within ±{target_width:.0%}: no more runs proposed")
         return Plan(runs=[], after=before, done=True, **common)
-    candidates = [(k, m) for k, t in enumerate(targets) for m in ladder if m.params > t.student]
+    # A teacher of the student's own size (within the grouping tolerance) is no larger: not a candidate.
+    candidates = [(k, m) for k, t in enumerate(targets) for m in ladder if m.params > (1 + SIZE_TOLERANCE) * t.student]
     cost = np.array([distill_flops(targets[k].student, m.size(size_measure), targets[k].tokens)
                      for k, m in candidates])
+    # A cold start brackets the prior first: it is not steered towards designs the fit could already put an
+    # interval on, which (under a decade wide, to keep the far shape fixed) would leave part of the prior out.
     scorer = _DesignScorer(model, group, log_teacher,
                            np.array([targets[k].group for k, _ in candidates], dtype=int),
-                           np.array([math.log(m.size(size_measure)) for _, m in candidates]))
+                           np.array([math.log(m.size(size_measure)) for _, m in candidates]),
+                           no_df_penalty=1.0 if start == "prior" else NO_DF_PENALTY)
     var_now = scorer.variances([[]])[0]
-    batch = _greedy(scorer, var_now, before, cost, budget, flops_budget, target_width)
+    batch = _greedy(scorer, var_now, before, cost, budget, flops_budget, target_width, start == "prior")
     batch = _best_exchange(scorer, batch, cost, flops_budget, np.random.default_rng(seed))
     var_after = scorer.variances([batch])[0]
     after = _after(before, var_now, var_after)
@@ -427,6 +432,14 @@ def _choose(model: _Model, rows, targets: list[_Target], before: list[TargetInte
         after = [a.model_copy(update={"low": None, "high": None}) for a in after]
         notes.append(f"after this batch the fit still has no degrees of freedom left ({df}): no interval yet; "
                      "plan more runs (a larger --runs-budget)")
+    if start == "prior" and df > 0:
+        # How deep the curve is against the run noise is unknown before any run: the prior assumes a depth, and
+        # an interval computed from an assumed depth is not a forecast.
+        assumed = ", ".join(f"±{a.relative_half_width:.0%}" for a in after if a.relative_half_width is not None)
+        after = [a.model_copy(update={"low": None, "high": None}) for a in after]
+        notes.append("cold start: the interval after the batch depends on how deep the curve is against the run "
+                     f"noise, unknown until runs are fitted (if {PRIOR_DEPTH:g} noise levels deep one ln unit from "
+                     f"the optimum, an assumption: {assumed}); plan again with the runs")
     if start == "runs" and any(b.low is None for b in before):
         notes.append("no current interval at some target: the expected interval after the batch is the linearised "
                      "one, uncalibrated")
@@ -448,8 +461,9 @@ class _DesignScorer:
     """
 
     def __init__(self, model: _Model, group: np.ndarray, log_teacher: np.ndarray, candidate_group: np.ndarray,
-                 candidate_log_teacher: np.ndarray) -> None:
+                 candidate_log_teacher: np.ndarray, no_df_penalty: float = NO_DF_PENALTY) -> None:
         self.model = model
+        self.no_df_penalty = no_df_penalty
         n_groups = model.n_groups
         base = model.rows(group, log_teacher)  # (M, n, Q)
         self.base_info = np.stack([np.einsum("mni,mnj->mij", base[:, group == g], base[:, group == g])
@@ -465,9 +479,11 @@ class _DesignScorer:
         self.fixed_shape[model.n_theta:model.n_lead, model.n_theta:model.n_lead] = np.eye(2) / _RIDGE
         self.prior = _RIDGE * np.eye(q)
         self.prior[:model.n_lead, :model.n_lead] += model.prior_precision
+        self.now = self._per_draw([[]])[0][0]  # (M, K): the runs so far
 
-    def _structure(self, design: Sequence[int]) -> tuple[np.ndarray, bool, int]:
-        """Which groups the fit will use, whether it fits the far shape, and its residual degrees of freedom."""
+    def _structure(self, design: Sequence[int]) -> tuple[np.ndarray, bool, int, list[set[float]]]:
+        """Which groups the fit will use, whether it fits the far shape, its residual degrees of freedom, and
+        each group's distinct ln teachers."""
         from capgap.groups import MIN_TEACHERS
         from capgap.laws.curve import FAR_SPAN, MIN_TEACHERS_FOR_SHAPE, SHAPE_PARAMETERS
 
@@ -480,38 +496,59 @@ class _DesignScorer:
         far = any(f and len(t) >= (MIN_TEACHERS_FOR_SHAPE if not ROBUST_SHAPE else MIN_TEACHERS)
                   and max(t) - min(t) >= FAR_SPAN for f, t in zip(fitted, teachers))
         if not fitted.any():
-            return fitted, far, -1
+            return fitted, far, -1, teachers
         df = int(n_runs[fitted].sum()) - sum(min(3, len(t)) for f, t in zip(fitted, teachers) if f) \
             - self.model.n_theta - (SHAPE_PARAMETERS if far else 0)
-        return fitted, far, df
+        return fitted, far, df, teachers
 
     def degrees_of_freedom(self, design: Sequence[int]) -> int:
         return self._structure(design)[2]
 
-    def variances(self, designs: Sequence[Sequence[int]]) -> np.ndarray:
-        """(D, K): per design the expected variance of ln T* at each target (mean over draws, df-inflated)."""
+    def _bracketed(self, fitted: np.ndarray, teachers: list[set[float]]) -> np.ndarray:
+        """(M,): at each draw, whether some fitted group's ladder reaches its optimum (within a mean spacing).
+
+        Where none does the fit reads the optimum off a curve that never turns, or refuses (`capgap fit`'s
+        rule): such a design is credited with nothing at that draw."""
+        inside = np.zeros(self.model.location.shape[0], dtype=bool)
+        for g in np.flatnonzero(fitted):
+            ladder = sorted(teachers[g])
+            spacing = (ladder[-1] - ladder[0]) / (len(ladder) - 1)
+            location = self.model.location[:, g]
+            inside |= (location >= ladder[0] - spacing) & (location <= ladder[-1] + spacing)
+        return inside
+
+    def _per_draw(self, designs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """(D, M, K) df-inflated variances and (D, M) bracketing of each design at each draw."""
         from scipy.special import stdtrit  # the t quantile, without scipy.stats' second of imports
 
-        infos, factors = [], []
+        infos, factors, brackets = [], [], []
         for design in designs:
-            fitted, far, df = self._structure(design)
+            fitted, far, df, teachers = self._structure(design)
             info = self.prior + (0.0 if far else self.fixed_shape) + self.base_info[fitted].sum(axis=0)
             used = [c for c in design if fitted[self.candidate_group[c]]]
             if used:
                 info = info + self.candidate_info[used].sum(axis=0)
             infos.append(info)
             widening = (float(stdtrit(max(df, 1), 0.5 + LEVEL / 2)) / Z) ** 2
-            factors.append(widening * (1.0 if df > 0 else NO_DF_PENALTY))
-        variance = self.model.variance(np.stack(infos)).mean(axis=1)  # (D, K)
-        return variance * np.array(factors)[:, None]
+            factors.append(widening * (1.0 if df > 0 else self.no_df_penalty))
+            brackets.append(self._bracketed(fitted, teachers))
+        variance = self.model.variance(np.stack(infos)) * np.array(factors)[:, None, None]
+        return variance, np.array(brackets)
+
+    def variances(self, designs: Sequence[Sequence[int]]) -> np.ndarray:
+        """(D, K): per design the expected variance of ln T* at each target, the mean over draws (at a draw the
+        design does not bracket, the variance of the runs so far)."""
+        variance, bracketed = self._per_draw(designs)
+        return np.where(bracketed[..., None], variance, self.now[None]).mean(axis=1)
 
     def score(self, designs: Sequence[Sequence[int]]) -> np.ndarray:
         return self.variances(designs).sum(axis=1)
 
 
 def _greedy(scorer: _DesignScorer, var_now: np.ndarray, before: list[TargetInterval], cost: np.ndarray,
-            budget: int, flops_budget: float | None, target_width: float | None) -> list[int]:
-    """Add the best move at a time (per FLOP under a FLOP budget) until the budget or the target width is met."""
+            budget: int, flops_budget: float | None, target_width: float | None, cold: bool) -> list[int]:
+    """Add the best move at a time (per FLOP under a FLOP budget) until the budget or the target width is met
+    (never early in a ``cold`` start, whose widths rest on an assumed curve depth)."""
     batch: list[int] = []
     spent = 0.0
     while len(batch) < budget:
@@ -527,7 +564,7 @@ def _greedy(scorer: _DesignScorer, var_now: np.ndarray, before: list[TargetInter
             best = int(np.argmin(scores))
         batch += moves[best]
         spent += float(cost[moves[best]].sum())
-        if target_width is not None:
+        if target_width is not None and not cold:
             after = _after(before, var_now, scorer.variances([batch])[0])
             if all((a.relative_half_width or math.inf) <= target_width for a in after):
                 break

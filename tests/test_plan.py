@@ -191,3 +191,25 @@ def test_a_cold_start_says_which_law_it_plans_with() -> None:
     plan = plan_runs([], [S], LADDER, 4, law="power")
     assert plan.start == "prior" and plan.law == "ratio"
     assert any("--law power is fitted once the runs allow it" in note for note in plan.notes)
+
+
+def test_a_cold_start_forecasts_no_interval_from_an_assumed_curve_depth() -> None:
+    plan = plan_runs([], [S], LADDER, 8)
+    assert len(plan.runs) == 8 and plan.after[0].low is None and plan.after[0].high is None
+    assert any(note.startswith("cold start:") and "an assumption" in note for note in plan.notes)
+
+
+def test_a_batch_that_never_reaches_the_optimum_is_credited_nothing() -> None:
+    import capgap.plan as plan
+
+    draws = 4
+    model = plan._Model(location=np.full((draws, 1), math.log(2.5 * S)), gradient=np.ones((draws, 1, 1)),
+                        curvature=np.full((draws, 1, 2), 0.05), shape=np.zeros((draws, 2)), noise=0.02,
+                        target_gradient=np.ones((draws, 1, 1)), prior_precision=np.diag([1.0, 0.25, 0.04]))
+    logs = np.log([m.params for m in LADDER])
+    scorer = plan._DesignScorer(model, np.zeros(0, dtype=int), np.zeros(0), np.zeros(len(LADDER), dtype=int), logs)
+    now = scorer.variances([[]])[0, 0]
+    around = scorer.variances([[0, 1, 3, 5] * 2])[0, 0]  # 1.25x-6.8x, two rungs a side of the optimum at 2.5x
+    beyond = scorer.variances([[11, 12, 13, 15] * 2])[0, 0]  # 52x-200x: a curve that only rises
+    assert around < now / 10
+    assert beyond == now
