@@ -87,12 +87,7 @@ def _prepare(runs, law, metric, higher_is_better, size_measure, family, bootstra
         raise InputError(f"size measure {size_measure!r} is unknown; accepted: total, nonembed")
     if not 0.0 < level < 1.0:
         raise InputError(f"level must lie between 0 and 1 (0.9 for a 90% interval); got {level}")
-    runs = _runs_of_family(runs, family)
-    if student_init is not None:
-        inits = sorted({r.student_init for r in runs})
-        runs = [r for r in runs if r.student_init == student_init]
-        if not runs:
-            raise InputError(f"no runs with student_init {student_init!r}; the runs have: {', '.join(inits)}")
+    runs = select_runs(runs, family, student_init)
     metric = _choose_metric(runs, metric)
     runs = [r for r in runs if r.metric(metric) is not None]
     options = FitOptions(metric=metric, direction=_direction(metric, higher_is_better), size_measure=size_measure,
@@ -107,14 +102,22 @@ def _run_warnings(runs: Sequence[RunRecord]) -> list[str]:
     return list(teacher_inversions(runs))
 
 
-def _runs_of_family(runs: Sequence[RunRecord], family: str | None) -> list[RunRecord]:
+def select_runs(runs: Sequence[RunRecord], family: str | None = None,
+                student_init: str | None = None) -> list[RunRecord]:
+    """The runs of one model ``family`` and one ``student_init`` (None: all); one-line errors when none is left."""
     if not runs:
         raise InputError("no runs given; a law needs runs of students distilled from at least 3 teacher sizes each")
-    if family is None:
-        return list(runs)
-    kept = [r for r in runs if r.family == family]
-    if not kept:
-        raise InputError(f"no runs of family {family!r}; families present: {', '.join(sorted({r.family for r in runs}))}")
+    kept = list(runs)
+    if family is not None:
+        kept = [r for r in kept if r.family == family]
+        if not kept:
+            raise InputError(f"no runs of family {family!r}; families present: "
+                             f"{', '.join(sorted({r.family for r in runs}))}")
+    if student_init is not None:
+        inits = sorted({str(r.student_init) for r in kept})
+        kept = [r for r in kept if r.student_init == student_init]
+        if not kept:
+            raise InputError(f"no runs with student_init {student_init!r}; the runs have: {', '.join(inits)}")
     return kept
 
 

@@ -203,7 +203,8 @@ class _Target:
 def plan_runs(runs: Sequence[RunRecord], students: Sequence[int], teachers: str | Sequence[LadderModel],
               runs_budget: int, *, flops_budget: float | None = None, tokens: int | None = None,
               law: str = "ratio", target_width: float | None = None, seed: int = 0, metric: str | None = None,
-              size_measure: str = "total", bootstrap: int = PLAN_BOOTSTRAP) -> Plan:
+              size_measure: str = "total", bootstrap: int = PLAN_BOOTSTRAP, family: str | None = None,
+              student_init: str | None = None) -> Plan:
     """Propose up to ``runs_budget`` runs that most shrink the 90% interval of T* at the target ``students``.
 
     ``teachers``: a ladder (pythia, gpt2, a ladder CSV path) or its models; candidates are its models
@@ -211,15 +212,19 @@ def plan_runs(runs: Sequence[RunRecord], students: Sequence[int], teachers: str 
     student's runs, else 20 per parameter). ``law``: the family fitted (ratio, the paper's law, by default; auto
     chooses by cross-validation as `capgap fit` does, at the cost of one fit per family and fold).
     ``target_width``: stop (and propose nothing) once every target's interval is within ±target_width.
+    ``family``, ``student_init``: plan with only those runs, as `capgap fit --family/--init` fits.
     """
+    from capgap.lawfit import select_runs
+
     ladder = get_ladder(teachers) if isinstance(teachers, str) else list(teachers)
     _validate(students, ladder, runs_budget, flops_budget, target_width, tokens)
     targets_spec = [(int(s), _tokens_for(int(s), tokens, runs)) for s in students]
     notes: list[str] = []
     fitted = None
     if runs:
+        runs = select_runs(runs, family, student_init)
         try:
-            fitted = _fitted_model(runs, targets_spec, law, metric, size_measure, bootstrap, seed)
+            fitted = _fitted_model(runs, targets_spec, law, metric, size_measure, bootstrap, seed, notes)
         except InputError as exc:
             notes.append(f"the runs cannot be fitted yet ({exc}); planning from the published laws as a wide prior")
     else:
@@ -267,8 +272,9 @@ def _same_group(key_student: int, key_tokens: int | None, student: int, tokens: 
     return abs(key_student - student) <= SIZE_TOLERANCE * student and abs((key_tokens or 0) - tokens) <= 0.1 * tokens
 
 
-def _fitted_model(runs, targets_spec, law, metric, size_measure, n_boot, seed):
-    """The model at the fit's bootstrap draws; raises InputError where the runs cannot be fitted."""
+def _fitted_model(runs, targets_spec, law, metric, size_measure, n_boot, seed, notes: list[str]):
+    """The model at the fit's bootstrap draws; raises InputError where the runs cannot be fitted. The fit's own
+    warnings go first in ``notes``: the plan is only as good as the fit it starts from."""
     from threadpoolctl import threadpool_limits
 
     from capgap.groups import group_runs
@@ -279,6 +285,7 @@ def _fitted_model(runs, targets_spec, law, metric, size_measure, n_boot, seed):
 
     fitted_law = fit_law(runs, law=law, metric=metric, size_measure=size_measure, bootstrap=n_boot, seed=seed)
     file = fitted_law.file
+    notes += [f"fit: {w}" for w in file.diagnostics.warnings]
     cls = law_class(file.law)
     if not (isinstance(cls, type) and issubclass(cls, CurveLaw)):
         raise InputError(f"the planner reasons with the one-stage model; the {file.law} law is not one (use --law ratio)")

@@ -213,3 +213,28 @@ def test_a_batch_that_never_reaches_the_optimum_is_credited_nothing() -> None:
     beyond = scorer.variances([[11, 12, 13, 15] * 2])[0, 0]  # 52x-200x: a curve that only rises
     assert around < now / 10
     assert beyond == now
+
+
+def test_the_fits_warnings_come_first_and_init_selects_runs(capsys) -> None:
+    multiples = [1.25, 1.6, 2.0, 2.5, 3.2, 4.0, 6.4, 13.4]
+    mixed = [r for init in ("pruned", "scratch") for r in synthetic_runs(
+        ratio=2.5, students=[S], teachers=[int(S * m) for m in multiples], noise=0.01, seed=3, student_init=init)]
+    plan = plan_runs(mixed, [S], LADDER, 4, bootstrap=50)
+    assert any(n.startswith("fit: the runs mix student inits") for n in plan.notes)
+    from_fit = [n.startswith("fit: ") for n in plan.notes]
+    assert from_fit == sorted(from_fit, reverse=True)  # the fit's warnings before the planner's own notes
+    pruned = plan_runs(mixed, [S], LADDER, 4, bootstrap=50, student_init="pruned")
+    assert pruned.start == "runs" and not any("mix student inits" in n for n in pruned.notes)
+    with pytest.raises(InputError, match="no runs with student_init 'nope'; the runs have: pruned, scratch"):
+        plan_runs(mixed, [S], LADDER, 4, student_init="nope")
+
+
+def test_the_shipped_study_plans_from_its_fit(capsys) -> None:
+    from capgap.resources import data_path
+
+    runs, ladder = data_path("runs", "shakespeare-study.jsonl"), data_path("runs", "shakespeare-study-ladder.csv")
+    assert main(["plan", str(runs), "--student", "50k", "--teachers", str(ladder), "--runs-budget", "4",
+                 "--init", "pruned"]) == 0
+    text = capsys.readouterr().out
+    assert "plan from the fitted runs (ratio law)" in text and "T* of the 50k student, 90% interval: now" in text
+    assert text.count("gpt2-L2-d") == 4  # four proposed runs, each naming a rung of the shipped ladder

@@ -25,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cmd.add_argument("--law", default="ratio", help="law family fitted: ratio (default), linear, power, power-tokens "
                      "or auto (cross-validated, slower)")
     cmd.add_argument("--metric", help="metric to optimise (default: eval_loss)")
+    cmd.add_argument("--family", help="plan with only runs of this model family (as capgap fit --family)")
+    cmd.add_argument("--init", dest="student_init", metavar="INIT",
+                     help="plan with only runs whose students were initialised so (pruned, scratch)")
     cmd.add_argument("--target-width", type=float, metavar="W",
                      help="stop once the 90%% interval is within ±W of the estimate (0.2 for ±20%%)")
     cmd.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and of new runs (default 0)")
@@ -46,7 +49,7 @@ def plan_command(args: argparse.Namespace) -> int:
     runs = load_runs(args.runs) if args.runs else []
     plan = plan_runs(runs, args.student, args.teachers, args.runs_budget, flops_budget=args.flops_budget,
                      tokens=args.tokens, law=args.law, target_width=args.target_width, seed=args.seed,
-                     metric=args.metric)
+                     metric=args.metric, family=args.family, student_init=args.student_init)
     if args.out:
         write_plan_csv(plan, args.out)
     if args.json:
