@@ -13,7 +13,9 @@ ratio`), and stop once the 90% interval of T* at every target is within ±20%
   decade that the fit takes for parabolas (not shipped: shown for what that shortcut buys and costs);
 * grid: the ladder swept coarse to fine (every 4th teacher first, then the ones between), round robin over
   the target students, then again with new seeds: the usual full sweep, in its most favourable order;
-* random: teachers drawn uniformly from the ladder (repeats allowed), round robin over the target students.
+* random: teachers drawn uniformly from the ladder (repeats allowed), round robin over the target students;
+* oracle (one student only): the locally c-optimal design at the planted truth under the parabola model
+  (bench/plan_bound.py), its shares of runs apportioned run by run: what knowing the answer buys.
 
 Printed per scenario: the median runs needed by each design (a loop that never gets
 there counts as CAP + BATCH), how many loops reached the target, and how often the
@@ -23,7 +25,9 @@ final interval held the planted optimum. Target: planner median <= half the grid
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import sys
 import platform
 import time
 import warnings
@@ -32,7 +36,7 @@ from datetime import date
 import numpy as np
 
 BATCH = 4
-DESIGNS = ("planner", "parabola planner", "grid", "random")
+DESIGNS = ("planner", "parabola planner", "grid", "random", "oracle")
 CAP = 48  # runs: a loop that has not reached the target by then stops
 WIDTH = 0.2
 NOISE, CURVATURE = 0.02, 0.05  # a curve 2.5 noise levels deep one ln unit from its optimum: a hard, honest case
@@ -85,6 +89,16 @@ def _grid_order(ladder, students):
     return [(s, m) for m in order for s in students if m.params > s]
 
 
+def _oracle_shares(students, ratio, extra):
+    """Shares of runs per rung of the c-optimal design at the truth (parabola model); None for several students."""
+    if len(students) > 1:
+        return None
+    sys.path.insert(0, os.path.dirname(__file__))
+    from plan_bound import c_optimal, run_rows
+
+    return c_optimal(run_rows(ratio, extra.get("asymmetry", 1.0), (0.0, 0.0), free_shape=False), 5000)
+
+
 def _loop(design, students, ratio, extra, bootstrap, seed):
     import capgap.plan
     from capgap.plan import plan_runs
@@ -95,6 +109,8 @@ def _loop(design, students, ratio, extra, bootstrap, seed):
     ladder = _ladder(students)
     runs, used = [], {}
     grid = _grid_order(ladder, students)
+    shares = _oracle_shares(students, ratio, extra) if design == "oracle" else None
+    counts = np.zeros(len(ladder))
     while True:
         plan = plan_runs(runs, list(students), ladder, BATCH, seed=seed, bootstrap=bootstrap) \
             if design.endswith("planner") else None
@@ -107,6 +123,12 @@ def _loop(design, students, ratio, extra, bootstrap, seed):
             return CAP + BATCH, False, False
         if plan is not None:
             batch = [(r.student_params, r.teacher_params) for r in plan.runs]
+        elif design == "oracle":
+            batch = []
+            for _ in range(BATCH):  # the rung furthest behind its share
+                rung = int(np.argmax(shares * (counts.sum() + 1) - counts))
+                counts[rung] += 1
+                batch.append((students[0], ladder[rung].params))
         elif design == "grid":
             batch = [grid[(len(runs) + i) % len(grid)] for i in range(BATCH)]
             batch = [(s, m.params) for s, m in batch]
@@ -125,27 +147,33 @@ def main() -> None:
     parser.add_argument("--loops", type=int, default=30)
     parser.add_argument("--bootstrap", type=int, default=100)
     parser.add_argument("--scenarios", nargs="*", help="only these scenarios (by name)")
+    parser.add_argument("--designs", nargs="*", choices=DESIGNS, default=list(DESIGNS), help="only these designs")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     started = time.time()
     print(f"# plan efficiency, {date.today()}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores; {args.loops} loops per scenario, batches of {BATCH}, cap {CAP} runs, "
           f"noise {NOISE}, curvature {CURVATURE}, fit: ratio law, {args.bootstrap} bootstrap resamples\n")
-    print("| scenario | planner | parabola planner | grid | random | planner / grid | reached (p/pp/g/r) "
-          "| held truth (p/pp/g/r) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    designs = args.designs
+    ratio_column = "planner" in designs and "grid" in designs
+    print(f"| scenario | {' | '.join(designs)} |{' planner / grid |' if ratio_column else ''} "
+          f"reached ({'/'.join(designs)}) | held truth ({'/'.join(designs)}) |")
+    print("| --- " * (len(designs) + 3 + ratio_column) + "|")
     for name, (students, ratio, extra) in SCENARIOS.items():
         if args.scenarios and name not in args.scenarios:
             continue
         result = {}
-        for design in DESIGNS:
+        for design in designs:
+            if design == "oracle" and len(students) > 1:
+                result[design] = (math.nan, 0, 0)
+                continue
             outcomes = [_loop(design, students, ratio, extra, args.bootstrap, 1000 + i) for i in range(args.loops)]
             result[design] = (float(np.median([o[0] for o in outcomes])), sum(o[1] for o in outcomes),
                               sum(o[2] for o in outcomes))
-        p, g = result["planner"], result["grid"]
-        medians = " | ".join(f"{result[d][0]:g}" for d in DESIGNS)
-        print(f"| {name} | {medians} | {p[0] / g[0]:.2f} | {'/'.join(str(result[d][1]) for d in DESIGNS)} "
-              f"| {'/'.join(str(result[d][2]) for d in DESIGNS)} |", flush=True)
+        medians = " | ".join("–" if math.isnan(result[d][0]) else f"{result[d][0]:g}" for d in designs)
+        ratio_text = f" {result['planner'][0] / result['grid'][0]:.2f} |" if ratio_column else ""
+        print(f"| {name} | {medians} |{ratio_text} {'/'.join(str(result[d][1]) for d in designs)} "
+              f"| {'/'.join(str(result[d][2]) for d in designs)} |", flush=True)
     print(f"\n{time.time() - started:.0f} s")
 
 
