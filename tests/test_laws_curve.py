@@ -306,3 +306,16 @@ def test_shipped_cpu_demo_law_is_what_its_documented_refit_command_writes():
     assert shipped.file.fitted and shipped.file.runs_hash == refit.file.runs_hash
     assert refit.file.coefficients["r"] == pytest.approx(shipped.file.coefficients["r"], rel=1e-9)
     assert refit.file.intervals["r"] == pytest.approx(shipped.file.intervals["r"], rel=1e-9)
+
+
+def test_a_decade_wide_ladder_of_four_teachers_warns_that_its_far_shape_goes_unchecked():
+    student = 100_000_000
+
+    def warnings_for(multiples):
+        runs = synthetic_runs(ratio=2.5, students=[student], teachers=[int(student * m) for m in multiples],
+                              noise=0.01, repeats=2, seed=1)
+        return " ".join(fit_law(runs, law="ratio", bootstrap=50).file.diagnostics.warnings)
+
+    assert "span a decade or more with fewer than 5 teachers" in warnings_for([1.25, 2.46, 26.3, 200])
+    assert "span a decade" not in warnings_for([1.25, 2.46, 9.5, 26.3, 200])  # five: the far shape is fitted
+    assert "span a decade" not in warnings_for([1.25, 1.6, 2.5, 4.0, 6.4])  # narrower than a decade

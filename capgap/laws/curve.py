@@ -356,6 +356,13 @@ def _self_check(cls: type[CurveLaw], groups: RunGroups, point, boot, intervals: 
     if max(ratios) > FAR_RATIO:
         warnings.append(f"the optimal teacher comes out {max(ratios):.3g}x its student: far beyond any measured "
                         "teacher, the fit is extrapolating a curve that does not turn")
+    if not sees_far_shape(groups):
+        wide = [t for t in groups.teachers if np.log(t[-1] / t[0]) >= FAR_SPAN]
+        if wide:
+            warnings.append(f"{len(wide)} ladder(s) span a decade or more with fewer than {MIN_TEACHERS_FOR_SHAPE} "
+                            "teachers: the fit takes their curves for parabolas over the whole span, unchecked (a "
+                            "curve that flattens far from its optimum would bias T* and its interval); add a rung "
+                            "between the far ones")
     inits = sorted({k.student_init for k in groups.keys})
     if len(inits) > 1:
         warnings.append(f"the runs mix student inits ({', '.join(inits)}) under one law; pruned and scratch students "
