@@ -24,6 +24,30 @@ def run_cli():
     return run
 
 
+@pytest.fixture
+def kill_after_first_record():
+    """Start `python -m capgap ARGS` (one torch thread), SIGKILL it once ``store`` holds a record; the
+    killed process must still have been running then (else the test would prove nothing)."""
+    import signal
+    import time
+
+    def kill(args: list[str], store, what: str = "the job") -> dict[str, str]:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        victim = subprocess.Popen([sys.executable, "-m", "capgap", *args], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and victim.poll() is None:
+            if store.exists() and store.read_text().count("\n") >= 1:
+                break
+            time.sleep(0.02)
+        assert victim.poll() is None, f"{what} ended before it could be killed mid-run"
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        return env
+
+    return kill
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
     """The first 120,000 characters of the shipped Hamlet: a corpus tiny models train on in seconds."""

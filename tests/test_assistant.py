@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -174,21 +171,11 @@ def _lines(path: Path) -> list[dict]:
 
 
 def test_killed_compare_run_resumes_without_duplicates_and_records_the_chain(teacher_dir, tiny_corpus, tmp_path,
-                                                                             capsys) -> None:
+                                                                             capsys, kill_after_first_record) -> None:
     store = tmp_path / "runs.jsonl"
     argv = ["assistant", "--teacher", str(teacher_dir), "--corpus", str(tiny_corpus), "--runs", str(store),
             *FLAGS, "--compare"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    victim = subprocess.Popen([sys.executable, "-m", "capgap", *argv], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and victim.poll() is None:
-        if store.exists() and store.read_text().count("\n") >= 1:
-            break
-        time.sleep(0.02)
-    assert victim.poll() is None, "the job ended before it could be killed"
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
+    env = kill_after_first_record(argv, store)
     done = len(_lines(store))
     assert 1 <= done < 7  # 1 assistant + 1 student + 1 direct + 2 x (assistant, student)
     finished = subprocess.run([sys.executable, "-m", "capgap", *argv], env=env, capture_output=True, text=True,

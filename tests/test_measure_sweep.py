@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -108,20 +105,12 @@ def test_shards_split_the_sweep(ladder: Path, corpus: Path, tmp_path: Path, caps
     assert sorted(r["extra"]["teacher"] for r in _store_lines(store)) == ["gpt2-L1-d64", "gpt2-L2-d64"]
 
 
-def test_sweep_killed_mid_run_resumes_without_loss_or_duplicates(ladder: Path, corpus: Path, tmp_path: Path) -> None:
+def test_sweep_killed_mid_run_resumes_without_loss_or_duplicates(ladder: Path, corpus: Path, tmp_path: Path,
+                                                                 kill_after_first_record) -> None:
     store = tmp_path / "runs.jsonl"
-    cmd = [sys.executable, "-m", "capgap", "measure", "--teachers", str(ladder), "--corpus", str(corpus),
-           "--runs", str(store), *SWEEP_FLAGS]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    victim = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and victim.poll() is None:
-        if store.exists() and store.read_text().count("\n") >= 1:
-            break
-        time.sleep(0.02)
-    assert victim.poll() is None, "the sweep ended before it could be killed mid-run"
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
+    args = ["measure", "--teachers", str(ladder), "--corpus", str(corpus), "--runs", str(store), *SWEEP_FLAGS]
+    cmd = [sys.executable, "-m", "capgap", *args]
+    env = kill_after_first_record(args, store, what="the sweep")
     done_before = len(_store_lines(store))
     assert 1 <= done_before < 4
     finished = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
