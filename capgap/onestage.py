@@ -242,9 +242,15 @@ class OneStageFit:
 def degrees_of_freedom(groups: RunGroups, space: SearchSpace) -> int:
     """Runs minus the parameters the model spends: per group a baseline and one curvature (two with a free
     ratio; no more than its distinct teachers), and the search coordinates."""
-    per_group = 2 if space.shared_asymmetry else 3
-    linear = sum(min(per_group, len(t)) for t in groups.teachers)
-    return groups.n_runs - linear - space.n_theta - space.n_curve
+    return count_degrees_of_freedom(groups.n_runs, [len(t) for t in groups.teachers],
+                                    space.n_theta + space.n_curve, space.shared_asymmetry)
+
+
+def count_degrees_of_freedom(n_runs: int, teachers_per_group: Sequence[int], n_search: int,
+                             shared_asymmetry: bool = False) -> int:
+    """``degrees_of_freedom`` from counts alone (for designs not yet measured, as the planner scores them)."""
+    per_group = 2 if shared_asymmetry else 3
+    return n_runs - sum(min(per_group, n) for n in teachers_per_group) - n_search
 
 
 def fit_point(groups: RunGroups, space: SearchSpace, start: np.ndarray | None = None,

@@ -17,7 +17,7 @@ import numpy as np
 
 from capgap.errors import InputError
 from capgap.fit import quantile_interval
-from capgap.groups import RunGroups, group_runs
+from capgap.groups import MIN_TEACHERS, RunGroups, group_runs
 from capgap.laws.base import (BootstrapReport, FitOptions, Goodness, LawDiagnostics, LawFile, LawRegime,
                               TeacherEstimate, collapsed)
 from capgap.records import RunRecord, ids_hash
@@ -168,7 +168,12 @@ class CurveLaw:
 
 def sees_far_shape(groups: RunGroups) -> bool:
     """Whether some group's ladder reaches far enough from its optimum to show how the curve goes on there."""
-    return any(len(t) >= MIN_TEACHERS_FOR_SHAPE and np.log(t[-1] / t[0]) >= FAR_SPAN for t in groups.teachers)
+    return any(ladder_shows_far_shape(np.log(t)) for t in groups.teachers)
+
+
+def ladder_shows_far_shape(log_teachers, min_teachers: int = MIN_TEACHERS_FOR_SHAPE) -> bool:
+    """Whether one ladder (distinct ln teacher sizes) spans FAR_SPAN with at least ``min_teachers`` rungs."""
+    return len(log_teachers) >= min_teachers and float(np.max(log_teachers) - np.min(log_teachers)) >= FAR_SPAN
 
 
 def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> CurveLaw:
@@ -357,7 +362,7 @@ def _self_check(cls: type[CurveLaw], groups: RunGroups, point, boot, intervals: 
         warnings.append(f"the optimal teacher comes out {max(ratios):.3g}x its student: far beyond any measured "
                         "teacher, the fit is extrapolating a curve that does not turn")
     if not sees_far_shape(groups):
-        wide = [t for t in groups.teachers if np.log(t[-1] / t[0]) >= FAR_SPAN]
+        wide = [t for t in groups.teachers if ladder_shows_far_shape(np.log(t), min_teachers=MIN_TEACHERS)]
         if wide:
             warnings.append(f"{len(wide)} ladder(s) span a decade or more with fewer than {MIN_TEACHERS_FOR_SHAPE} "
                             "teachers: the fit takes their curves for parabolas over the whole span, unchecked (a "
