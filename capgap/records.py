@@ -23,6 +23,9 @@ _DIRECTION_BY_SUFFIX: dict[str, Direction] = {
     "loss": "lower", "ppl": "lower", "perplexity": "lower", "bpb": "lower", "bpc": "lower",
     "acc": "higher", "accuracy": "higher", "em": "higher", "f1": "higher", "score": "higher",
     "pass1": "higher",
+    # Outside language models: error rates and regression errors fall as quality rises.
+    "err": "lower", "error": "lower", "wer": "lower", "cer": "lower", "mse": "lower", "rmse": "lower",
+    "mae": "lower",
 }
 
 # Where sweeps before RunRecord.teacher_tokens kept the teacher's pretraining tokens.
@@ -36,11 +39,17 @@ CONFIG_FIELDS = ("family", "student_params", "teacher_params", "tokens", "studen
 def metric_direction(name: str) -> Direction | None:
     """'lower' or 'higher' is better for a known metric name, None when unknown.
 
-    Known by suffix: ``*_loss``, ``*_ppl`` lower; ``*_acc`` higher (and a few
-    others: perplexity, bpb, accuracy, em, f1).
+    Known by suffix: ``*_loss``, ``*_ppl``, ``*_err``, ``*_error`` lower; ``*_acc``
+    higher (and a few others: perplexity, bpb, wer, mse, rmse, mae; accuracy, em, f1).
     """
     key = name.lower().rsplit("_", 1)[-1]
     return _DIRECTION_BY_SUFFIX.get(key)
+
+
+def unknown_direction_warning(name: str) -> str:
+    """The warning for a metric whose direction capgap cannot place by name: lower is assumed; the flags say."""
+    return (f"direction of metric {name!r} is unknown; taking lower as better "
+            "(say --higher-is-better or --lower-is-better)")
 
 
 def run_id_for(config: dict[str, Any]) -> str:

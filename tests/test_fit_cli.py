@@ -96,6 +96,25 @@ def test_higher_is_better_flag_sets_the_direction(capsys, tmp_path):
     assert reported_ratio(out) == pytest.approx(2.5, rel=0.05)
 
 
+def test_lower_is_better_flag_sets_the_direction(capsys, tmp_path):
+    # 'quality' is unknown by name: without a flag it would be taken as lower-is-better with a warning
+    path = _renamed_store(tmp_path, "eval_loss", "quality")
+    code, out, err = run(capsys, path, "--law", "ratio", "--bootstrap", 0, "--lower-is-better")
+    assert code == 0 and err == "" and "quality (lower is better)" in out
+    assert reported_ratio(out) == pytest.approx(2.5, rel=0.05)
+
+
+def test_an_error_rate_is_lower_is_better_by_name(capsys, tmp_path):
+    path = _renamed_store(tmp_path, "eval_loss", "top1_err")
+    code, out, err = run(capsys, path, "--law", "ratio", "--bootstrap", 0)
+    assert code == 0 and err == "" and "top1_err (lower is better)" in out
+
+
+def test_the_two_direction_flags_exclude_each_other(capsys, tmp_path):
+    code, out, err = run(capsys, tmp_path / "runs.jsonl", "--higher-is-better", "--lower-is-better")
+    assert code == 2 and out == "" and "not allowed with argument" in err
+
+
 def one_line_error(capsys, *argv):
     code, out, err = run(capsys, *argv)
     assert code == 2 and out == ""

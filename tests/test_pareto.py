@@ -177,3 +177,13 @@ def test_cli_refuses_a_nan_row_with_one_line_and_writes_nothing(tmp_path, run_cl
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert f"{path}:3 (B-2B)" in done.stderr and "train_tflops" in done.stderr
     assert not out.exists()
+
+
+def test_cli_higher_is_better_overrides_an_error_rate_read_as_lower(tmp_path, run_cli):
+    path = write(tmp_path, "id,cost,top1_err\nx,1,0.5\ny,2,0.4\nz,3,0.45\n")
+    lower = json.loads(run_cli("pareto", path, "--compute", "cost", "--name", "id", "--json").stdout)
+    higher = json.loads(run_cli("pareto", path, "--compute", "cost", "--name", "id", "--json",
+                                "--higher-is-better").stdout)
+    # *_err is lower-is-better by name; the flag turns it round
+    assert lower["direction"] == "lower" and lower["frontier"] == ["x", "y"]
+    assert higher["direction"] == "higher" and higher["frontier"] == ["x"]

@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from capgap.errors import InputError
-from capgap.records import RunRecord, metric_direction, record_from_dict
+from capgap.records import RunRecord, metric_direction, record_from_dict, unknown_direction_warning
 
 
 def make(**overrides):
@@ -58,9 +58,18 @@ def test_a_run_needs_a_metric():
 @pytest.mark.parametrize("name, direction", [
     ("eval_loss", "lower"), ("wikitext2_ppl", "lower"), ("lambada_ppl", "lower"), ("lambada_acc", "higher"),
     ("mmlu_acc", "higher"), ("perplexity", "lower"), ("mystery", None),
+    # outside language models: error rates count as lower-is-better
+    ("top1_err", "lower"), ("val_error", "lower"), ("error", "lower"), ("err", "lower"), ("Test_Error", "lower"),
+    ("wer", "lower"), ("val_rmse", "lower"), ("top1_acc", "higher"),
 ])
 def test_metric_direction_is_known_by_name(name, direction):
     assert metric_direction(name) == direction
+
+
+def test_the_unknown_direction_warning_names_both_flags():
+    message = unknown_direction_warning("xent")
+    assert "'xent'" in message and "taking lower as better" in message
+    assert "--higher-is-better" in message and "--lower-is-better" in message
 
 
 def test_record_from_dict_gives_one_line_with_where():

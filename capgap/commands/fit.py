@@ -14,8 +14,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("--law", choices=law_choices(), default="auto",
                      help="law family; auto picks by leave-one-student-size-out cross-validation (default: auto)")
     fit.add_argument("--metric", help="metric to optimise (default: eval_loss)")
-    fit.add_argument("--higher-is-better", action="store_const", const=True, default=None,
-                     help="the metric rises with quality (needed for metric names capgap does not know)")
+    direction = fit.add_mutually_exclusive_group()
+    direction.add_argument("--higher-is-better", dest="higher_is_better", action="store_const", const=True,
+                           default=None, help="the metric rises with quality (for metric names capgap does not know)")
+    direction.add_argument("--lower-is-better", dest="higher_is_better", action="store_const", const=False,
+                           help="the metric falls as quality rises (for metric names capgap does not know)")
     fit.add_argument("--size", choices=("total", "nonembed"), default="total",
                      help="size measure of students and teachers (default: total)")
     fit.add_argument("--family", help="use only runs of this model family")

@@ -15,9 +15,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--perf", metavar="COL[,COL...]",
                         help="performance column(s); several mean their unweighted mean "
                              "(model table default: every other numeric column; runs: eval_loss)")
-    parser.add_argument("--lower-is-better", action="store_true", default=None,
-                        help="performance is lower-is-better (default: from the metric's name, "
-                             "e.g. *_loss lower, else higher)")
+    direction = parser.add_mutually_exclusive_group()
+    direction.add_argument("--lower-is-better", dest="lower_is_better", action="store_const", const=True,
+                           default=None, help="performance is lower-is-better (default: from the metric's name, "
+                                              "e.g. *_loss or *_err lower, else higher)")
+    direction.add_argument("--higher-is-better", dest="lower_is_better", action="store_const", const=False,
+                           help="performance is higher-is-better (default: from the metric's name)")
     parser.add_argument("--name", metavar="COL", help="model name column (default: name or model, else the first)")
     parser.add_argument("--size", metavar="COL",
                         help="model size column for bubble areas (default: sizes read from names like Qwen-1.8B)")
