@@ -428,8 +428,11 @@ def likelihood_draws(groups: RunGroups, point: OneStageFit, n_draws: int, rng: n
     hess = _hessian(objective, mean)
     values, vectors = np.linalg.eigh((hess + hess.T) / 2.0)
     width = high - low
-    # Directions the likelihood barely constrains get the box's width, not an infinite variance.
-    scale = np.sqrt(sigma2 / np.maximum(values, sigma2 / np.maximum(np.max(width) ** 2, 1e-12)))
+    # A direction the likelihood barely constrains (the far shape's alpha when s is near 0) gets the box's
+    # own extent along it, not an infinite variance, nor the widest box of any coordinate: that would put
+    # nearly every proposal outside the box and leave the sampler a handful of effective draws.
+    extent = np.abs(vectors).T @ width
+    scale = np.sqrt(sigma2 / np.maximum(values, sigma2 / np.maximum(extent**2, 1e-12)))
     cov = (vectors * scale**2) @ vectors.T * PROPOSAL_INFLATION**2
     failed = 0
     from scipy.special import gammaln
@@ -468,6 +471,10 @@ def likelihood_draws(groups: RunGroups, point: OneStageFit, n_draws: int, rng: n
         effective = 1.0 / np.sum(weights**2)
         if effective >= GOOD_EFFECTIVE_SHARE * proposals:
             break  # the proposal already matches the likelihood well: no need to adapt it
+        if effective < 10 * d:
+            # A handful of effective points cannot estimate a covariance: widen the proposal instead.
+            cov = cov * 4.0
+            continue
         centred = phi - weights @ phi
         mean = weights @ phi
         cov = (centred * weights[:, None]).T @ centred * PROPOSAL_INFLATION**2 + 1e-10 * np.diag(width**2 + 1e-12)
