@@ -192,7 +192,7 @@ def _row(name: str, results: list[tuple[Outcome, dict | None]], seconds: float) 
     law, queries, bias_target, coverage, one_sided = _targets(name)
     summary = summarise([r[0] for r in results], queries, bias_target, coverage, one_sided)
     pad = [""] * (2 - len(queries))
-    bias = [f"{b:+.1%}" for b in summary.bias] + pad
+    bias = [f"{b:+.1%}" if np.isfinite(b) else "n/a" for b in summary.bias] + pad
     cover = [f"{c:.2f}" for c in summary.coverage] + pad
     consistent = "" if np.isnan(summary.one_sided_consistent) else f" ({summary.one_sided_consistent:.2f})"
     verdict = f"{'PASS' if summary.passed else 'FAIL'} ({summary.why}; |bias|<{bias_target:.0%}, " \
@@ -261,7 +261,7 @@ def main() -> None:
     finally:
         if pool is not None:
             pool.shutdown()
-    print(f"designs off target (one-stage fit): {', '.join(failures) or 'none'}")
+    print(f"designs off target (one-stage fit): {'; '.join(failures) or 'none'}")
 
 
 if __name__ == "__main__":
