@@ -14,7 +14,7 @@ import warnings
 from capgap.errors import InputError
 
 # Each module under capgap/commands/ adds one verb with register(subparsers).
-COMMAND_MODULES = ["runs", "ladder", "measure", "assistant", "fit", "plan", "recommend", "evidence", "pareto", "plot"]  # in data-flow order
+COMMAND_MODULES = ["data", "runs", "ladder", "measure", "assistant", "fit", "plan", "recommend", "evidence", "pareto", "plot"]  # in data-flow order
 # Missing optional dependencies: the extra that brings them.
 EXTRAS = {"torch": "measure", "transformers": "measure", "tokenizers": "measure", "safetensors": "measure", "tqdm": "measure"}
 

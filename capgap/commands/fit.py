@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from capgap.shipped import shipped_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from capgap.lawfit import law_choices
 
     fit = subparsers.add_parser("fit", help="fit the law of capacity gap to runs (.jsonl stores, .csv tables)")
-    fit.add_argument("runs", nargs="+", metavar="RUNS", help=".jsonl run stores or .csv run tables")
+    fit.add_argument("runs", nargs="+", type=shipped_path, metavar="RUNS",
+                     help=".jsonl run stores or .csv run tables, or shipped names (capgap data)")
     fit.add_argument("--law", choices=law_choices(), default="auto",
                      help="law family; auto picks by leave-one-student-size-out cross-validation (default: auto)")
     fit.add_argument("--metric", help="metric to optimise (default: eval_loss)")

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from capgap.shipped import shipped_path
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("pareto", help="Pareto frontier of compute vs performance (model table or runs)")
-    parser.add_argument("table", metavar="TABLE", help="a CSV model table, or a run store (.jsonl / CSV of runs)")
+    parser.add_argument("table", metavar="TABLE", type=shipped_path,
+                        help="a CSV model table, or a run store (.jsonl / CSV of runs), or a shipped name (capgap data)")
     parser.add_argument("--compute", metavar="COL",
                         help="compute column (model table default: the one column named *flops*, "
                              "tflops etc. converted to FLOPs; runs: flops, or 6·N_S·D + 2·N_T·D)")
@@ -32,6 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def pareto_command(args: argparse.Namespace) -> int:
     from capgap.pareto import pareto
 
+    if args.out:  # a figure path that cannot be written is refused before the table is read
+        from capgap.plots import figure_format
+
+        figure_format(args.out)
     perf = [c.strip() for c in args.perf.split(",") if c.strip()] if args.perf else None
     result = pareto(args.table, compute=args.compute, perf=perf, lower_is_better=args.lower_is_better,
                     name=args.name, size=args.size)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from capgap.shipped import shipped_path
 from capgap.sizes import format_size, parse_size
 
 
@@ -13,10 +14,11 @@ def _sizes(text: str) -> list[int]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     cmd = subparsers.add_parser("plan", help="propose the runs that most shrink the interval of T* (for measure --plan)")
-    cmd.add_argument("runs", nargs="*", metavar="RUNS", help=".jsonl run stores or .csv run tables (none: start "
+    cmd.add_argument("runs", nargs="*", type=shipped_path, metavar="RUNS", help=".jsonl run stores, .csv run tables or shipped names (none: start "
                      "from the published laws as a wide prior)")
     cmd.add_argument("--student", required=True, type=_sizes, metavar="SIZE[,SIZE...]", help="target student size(s)")
-    cmd.add_argument("--teachers", required=True, metavar="LADDER", help="pythia, gpt2 or a ladder CSV (name,params)")
+    cmd.add_argument("--teachers", required=True, type=shipped_path, metavar="LADDER",
+                     help="pythia, gpt2, a ladder CSV (name,params) or a shipped ladder's name")
     cmd.add_argument("--runs-budget", type=int, required=True, metavar="K", help="propose at most K runs")
     cmd.add_argument("--flops-budget", type=float, metavar="C",
                      help="and at most C FLOPs in all (a run costs 6·N_S·D + 2·N_T·D)")

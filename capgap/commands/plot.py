@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from capgap.shipped import shipped_path
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     plot = subparsers.add_parser("plot", help="draw a law against its runs, or the raw run grid")
@@ -11,12 +13,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     law = kinds.add_parser("law", help="two panels: student metric vs teacher size; optimal teacher vs student")
     law.add_argument("law", metavar="LAW.json", help="a law file from `capgap fit --out`, or a shipped law: 'default', 'reference'")
-    law.add_argument("--runs", nargs="+", metavar="RUNS", help="run files (.jsonl / .csv) to draw as measured points")
+    law.add_argument("--runs", nargs="+", type=shipped_path, metavar="RUNS",
+                     help="run files (.jsonl / .csv) or shipped names to draw as measured points")
     law.add_argument("--out", required=True, metavar="FIG", help="figure path: .png, .svg or .pdf")
     law.set_defaults(func=law_command)
 
     runs = kinds.add_parser("runs", help="student metric against teacher/student ratio, coloured by student size")
-    runs.add_argument("runs", nargs="+", metavar="RUNS", help="run files (.jsonl / .csv)")
+    runs.add_argument("runs", nargs="+", type=shipped_path, metavar="RUNS", help="run files (.jsonl / .csv) or shipped names")
     runs.add_argument("--metric", help="metric to draw (default: eval_loss, else the most common)")
     runs.add_argument("--out", required=True, metavar="FIG", help="figure path: .png, .svg or .pdf")
     runs.set_defaults(func=runs_command)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from capgap.shipped import shipped_path
 from capgap.store import RunStore, load_runs, records_frame, write_csv_runs
 
 
@@ -12,16 +13,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verbs = runs.add_subparsers(dest="runs_verb", required=True, metavar="ACTION")
 
     validate = verbs.add_parser("validate", help="check run files; one summary line per valid file")
-    validate.add_argument("files", nargs="+", metavar="FILE")
+    validate.add_argument("files", nargs="+", type=shipped_path, metavar="FILE", help="run files or shipped names")
     validate.set_defaults(func=validate_command)
 
     show = verbs.add_parser("show", help="print a run file as a table")
-    show.add_argument("file", metavar="FILE")
+    show.add_argument("file", type=shipped_path, metavar="FILE", help="a run file or a shipped name")
     show.add_argument("--metric", action="append", help="metric column(s) to show (default: all)")
     show.set_defaults(func=show_command)
 
     export = verbs.add_parser("export", help="write runs as CSV in the import format")
-    export.add_argument("file", metavar="FILE")
+    export.add_argument("file", type=shipped_path, metavar="FILE", help="a run file or a shipped name")
     export.add_argument("--csv", required=True, metavar="OUT")
     export.set_defaults(func=export_command)
 
@@ -32,8 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def summary_line(path: str) -> str:
+    from capgap.groups import nominal_sizes
+
     records = load_runs([path], strict=True)
-    students = sorted({r.student_params for r in records})
+    # Students cut to one target from different teachers differ by a few parameters: counted as `fit` groups them.
+    students = sorted(set(nominal_sizes([r.student_params for r in records]).values()))
     teachers = sorted({r.teacher_params for r in records})
     metrics = sorted({m for r in records for m in r.metrics})
     families = sorted({r.family for r in records})
@@ -65,6 +69,9 @@ def show_command(args: argparse.Namespace) -> int:
 
 
 def export_command(args: argparse.Namespace) -> int:
+    from capgap.output import check_output
+
+    check_output(args.csv, what="CSV")  # before reading the runs
     records = load_runs([args.file])
     write_csv_runs(records, args.csv)
     print(f"wrote {len(records)} runs to {args.csv}")
