@@ -148,6 +148,7 @@ def _direction(metric: str, higher_is_better: bool | None) -> str:
 def compare_families(runs: Sequence[RunRecord], options: FitOptions) -> ModelChoice:
     """Leave-one-student-size-out CV of every family that takes part in auto (see the module docstring)."""
     from capgap.groups import group_runs
+    from capgap.onestage import far_shapes
 
     quiet = options.model_copy(update={"bootstrap": 0})
     groups = group_runs(runs, options.metric, options.direction, options.size_measure)
@@ -164,8 +165,9 @@ def compare_families(runs: Sequence[RunRecord], options: FitOptions) -> ModelCho
         except InputError as exc:
             excluded[name] = str(exc)
             continue
-        shape = full.file.diagnostics.shape or [0.0, 0.0]
-        curve = {"shape_s": shape[0], "shape_alpha": shape[1], "asymmetry": full.file.diagnostics.asymmetry or 1.0}
+        (s_left, a_left), (s_right, a_right) = far_shapes(full.file.diagnostics.shape)
+        curve = {"shape_s": s_left, "shape_alpha": a_left, "shape_s_right": s_right, "shape_alpha_right": a_right,
+                 "asymmetry": full.file.diagnostics.asymmetry or 1.0}
         starts[name] = quiet.model_copy(update={"quick": True, "start": {**full.file.coefficients, **curve}})
     candidates = list(starts)
     if len(sizes) < 2:
@@ -222,8 +224,8 @@ def _held_out_losses(name: str, size: int, runs: Sequence[RunRecord], groups, op
         except InputError:
             raise InputError(f"predicts no positive teacher for held-out students of {format_size(size)}") from None
         location.append(np.log(teacher))
-    shape = law.file.diagnostics.shape or [0.0, 0.0]
-    per_group = held_out_loss(test, np.array(location), (shape[0], shape[1]), law.file.diagnostics.asymmetry, np.inf)
+    per_group = held_out_loss(test, np.array(location), law.file.diagnostics.shape, law.file.diagnostics.asymmetry,
+                              np.inf)
     counts = np.bincount(test.group, minlength=len(test.keys))
     return list(np.repeat(2.0 * per_group / counts, counts))  # each run's share of its group's squared error
 

@@ -43,11 +43,14 @@ LogLocation = Callable[[np.ndarray], np.ndarray]  # search point (B, P) -> ln T*
 SHAPE_LIMIT = 2.0  # w <= 2, s = w² <= 4: curves bend away from the parabola no closer than half a log unit
 ASYMMETRY_BOUNDS = (np.log(0.1), np.log(10.0))  # ln(left/right curvature)
 ASYMMETRY_BLEND = 0.25  # ln units over which the curvature passes from its left to its right value
-ALPHA_BOUNDS = (-30.0, 1.9)  # from exp-like plateaus (alpha -> -inf) to nearly parabolic growth
+ALPHA_BOUNDS = (-30.0, 4.0)  # from exp-like plateaus (alpha -> -inf) through the parabola (2) to quartic growth (4) ...
+RIGHT_ALPHA_BOUNDS = (-30.0, 2.0)  # ... but right of the optimum (larger teachers) a curve may only flatten
 _TINY = 1e-12
 SHAPE_FORM = "exp"
 _IRLS_STEPS = 2
 _REFINED_STARTS = 6  # grid starts refined by Newton in the point fit
+LOCATION_COMB = np.arange(-3.0, 3.0001, 0.05)  # ln units: the dense profile of the location behind every point fit
+_COMB_ROUNDS = 3
 BOOTSTRAP_SHIFTS = (-0.3, 0.3)  # ln units: the extra starts of each bootstrap refit
 BARTLETT_SIMULATIONS = 64  # simulated data sets behind the likelihood's temper factor
 TEMPER_COMB = np.linspace(-0.8, 0.8, 17)  # ln units: starts of the simulations' free refits
@@ -79,12 +82,14 @@ def shape_curve(u: np.ndarray, w: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     Barron's general robust loss (CVPR 2019) as a curve, scaled to h ≈ u² at 0:
     h = (2b / (s·alpha))·((1 + s·u²/b)^(alpha/2) − 1), b = |alpha − 2|. alpha = 1 grows
     linearly far away, alpha = 0 logarithmically, alpha = −2 levels off at 4/s, alpha → −inf
-    like 1 − exp; s = 0 is the parabola whatever alpha. ``w``, ``alpha``: (B,).
+    like 1 − exp; alpha = 2 is the parabola and alpha > 2 grows faster than it (u⁴ at alpha = 4: the
+    published distillation law's curves steepen so toward small teachers); s = 0 is the parabola
+    whatever alpha. ``w``, ``alpha``: (B,).
     """
     u2 = u * u
     s = (w * w)[:, None]
     a = alpha[:, None]
-    b = np.abs(a - 2.0)
+    b = np.maximum(np.abs(a - 2.0), 1e-6)  # alpha = 2: the parabola, reached continuously
     flat = s < 1e-12
     safe_s = np.where(flat, 1.0, s)
     t = np.log1p(safe_s * u2 / b)
@@ -129,13 +134,14 @@ def _nonnegative_fit(groups: RunGroups, left: np.ndarray, right: np.ndarray, y: 
 
 
 def profile(groups: RunGroups, log_location: np.ndarray, curve: np.ndarray, y: np.ndarray, delta: float) -> Profile:
-    """The profiled model at B search points: ``log_location`` (B, G), the curves' shape ``curve`` (B, 3)
-    (w and alpha of ``shape_curve``, ln of the left/right curvature ratio, NaN: a free ratio per group) and
-    data ``y`` (n,) or (B, n). ``delta``: the Huber constant in metric units (inf: least squares).
+    """The profiled model at B search points: ``log_location`` (B, G), the curves' shape ``curve`` (B, 5)
+    (w and alpha of ``shape_curve`` left of the optimum, ln of the left/right curvature ratio, NaN: a free
+    ratio per group, then w and alpha right of it) and data ``y`` (n,) or (B, n). ``delta``: the Huber
+    constant in metric units (inf: least squares).
     """
     u = groups.log_teacher[None, :] - groups.per_run(log_location)
     is_left = u < 0.0
-    h = shape_curve(u, curve[:, 0], curve[:, 1])
+    h = np.where(is_left, shape_curve(u, curve[:, 0], curve[:, 1]), shape_curve(u, curve[:, 3], curve[:, 4]))
     shared = np.isfinite(curve[:, 2])[:, None]
     log_ratio = np.where(shared, curve[:, 2:3], 0.0)
     # One curvature per group with a shared left/right ratio, or a free curvature per side and group.
@@ -159,10 +165,11 @@ def profile(groups: RunGroups, log_location: np.ndarray, curve: np.ndarray, y: n
 @dataclass(frozen=True)
 class SearchSpace:
     """What a law family contributes (the location of the optimum and its box), and what the curves get:
-    a shared left/right curvature ratio (``shared_asymmetry``) or a free one per group, and their far shape
-    fitted (``n_shape`` 2: w and alpha of ``shape_curve``) or parabolas (0).
+    a shared left/right curvature ratio (``shared_asymmetry``) or a free one per group, and their far shape:
+    one per side of the optimum (``n_shape`` 4: w and alpha of ``shape_curve`` left, then right), one for
+    both sides (2), or parabolas (0).
 
-    A search point is theta, then ln(ratio) when shared, then (w, alpha) when fitted."""
+    A search point is theta, then ln(ratio) when shared, then the far shape's coordinates."""
 
     log_location: LogLocation  # theta (B, P) -> ln T* per group (B, G)
     bounds: list[tuple[float, float]]  # per theta coordinate
@@ -181,24 +188,30 @@ class SearchSpace:
         return int(self.shared_asymmetry) + self.n_shape
 
     def split(self, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Search points (B, P + n_curve) -> theta (B, P) and curve shapes (B, 3) (w, alpha, ln ratio or NaN)."""
+        """Search points (B, P + n_curve) -> theta (B, P) and curve shapes (B, 5): w, alpha left of the optimum,
+        ln ratio or NaN, w, alpha right of it."""
         theta, rest = phi[:, :self.n_theta], phi[:, self.n_theta:]
-        curve = np.zeros((phi.shape[0], 3))
+        curve = np.zeros((phi.shape[0], 5))
         curve[:, 2] = np.nan
         if self.shared_asymmetry:
             curve[:, 2], rest = rest[:, 0], rest[:, 1:]
         if self.n_shape:
-            curve[:, :2] = rest
+            curve[:, :2] = rest[:, :2]
+            curve[:, 3:] = rest[:, -2:]  # one shape for both sides when n_shape is 2
         return theta, curve
 
     def box(self) -> tuple[np.ndarray, np.ndarray]:
-        bounds = [*self.bounds, *([ASYMMETRY_BOUNDS] if self.shared_asymmetry else []),
-                  *([(0.0, SHAPE_LIMIT), ALPHA_BOUNDS] if self.n_shape else [])]
+        shapes = {0: [], 2: [(0.0, SHAPE_LIMIT), ALPHA_BOUNDS],
+                  4: [(0.0, SHAPE_LIMIT), ALPHA_BOUNDS, (0.0, SHAPE_LIMIT), RIGHT_ALPHA_BOUNDS]}[self.n_shape]
+        bounds = [*self.bounds, *([ASYMMETRY_BOUNDS] if self.shared_asymmetry else []), *shapes]
         return np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds])
 
     def starts(self) -> np.ndarray:
-        axes = ([(0.0, 0.7)] if self.shared_asymmetry else []) + ([(0.0, 0.5, 1.2), (1.0, -2.0)] if self.n_shape else [])
-        curves = grid_box(axes) if axes else np.zeros((1, 0))
+        side = [(0.0, 1.0), (0.5, 1.0), (1.2, 1.0), (0.5, -2.0), (1.2, -2.0), (0.7, 3.5)]
+        shapes = [[]] if not self.n_shape else ([list(p) for p in side] if self.n_shape == 2 else
+                                                [[*a, *b] for a in side for b in side[:5]])
+        ratios = [[0.0], [0.7]] if self.shared_asymmetry else [[]]
+        curves = [[*r, *h] for r in ratios for h in shapes]
         return np.array([[*theta, *curve] for theta in self.grid for curve in curves])
 
     def evaluate(self, groups: RunGroups, phi: np.ndarray, y: np.ndarray, delta: float) -> Profile:
@@ -227,10 +240,10 @@ class OneStageFit:
         return self.phi[self.space.n_theta:]
 
     @property
-    def shape(self) -> tuple[float, float]:
-        """(s, alpha) of the curves' far shape; s = 0 is a parabola."""
+    def shape(self) -> tuple[float, float, float, float]:
+        """(s, alpha) of the curves' far shape left of the optimum, then right of it; s = 0 is a parabola."""
         _, curve = self.space.split(self.phi[None, :])
-        return float(curve[0, 0] ** 2), float(curve[0, 1])
+        return float(curve[0, 0] ** 2), float(curve[0, 1]), float(curve[0, 3] ** 2), float(curve[0, 4])
 
     @property
     def asymmetry(self) -> float | None:
@@ -261,16 +274,35 @@ def fit_point(groups: RunGroups, space: SearchSpace, start: np.ndarray | None = 
     low, high = space.box()
 
     def solve(delta: float, seeds: np.ndarray) -> np.ndarray:
-        # The whole grid is one batch; the best few starts are refined together, the best result kept.
+        # The whole grid is one batch; the best few starts, each also moved along a dense comb of locations
+        # (with few teachers the objective has a basin between every two rungs), are refined together.
         def objective(phi: np.ndarray, rows: np.ndarray) -> np.ndarray:
             return space.evaluate(groups, phi, groups.badness, delta).objective
 
-        values = objective(seeds, np.arange(seeds.shape[0]))
-        best = seeds[np.argsort(np.where(np.isfinite(values), values, np.inf))[:_REFINED_STARTS]]
-        solutions, _ = minimize_batch(objective, best, best.shape[0], low, high, iterations=60)
-        return solutions[np.nanargmin(objective(solutions, np.arange(best.shape[0])))]
+        def best_of(points: np.ndarray, k: int) -> np.ndarray:
+            values = objective(points, np.arange(points.shape[0]))
+            return points[np.argsort(np.where(np.isfinite(values), values, np.inf))[:k]]
 
-    starts = space.starts() if start is None else np.clip(start, low, high)[None, :]
+        best = best_of(seeds, _REFINED_STARTS)
+        best = best_of(np.vstack([best, *(location_comb(space, b, LOCATION_COMB[::4] / 4) for b in best[:3])]),
+                       _REFINED_STARTS)
+        solutions, _ = minimize_batch(objective, best, best.shape[0], low, high, iterations=60)
+        solution = solutions[np.nanargmin(objective(solutions, np.arange(best.shape[0])))]
+        # The global check: no location on the dense comb about the solution (its curve shape kept) may fit
+        # better; where one does, refine from it.
+        for _ in range(_COMB_ROUNDS):
+            comb = location_comb(space, solution, LOCATION_COMB)
+            values = objective(comb, np.arange(comb.shape[0]))
+            current = objective(solution[None, :], np.arange(1))[0]
+            if not np.nanmin(values) < current - 1e-12 * (1.0 + abs(current)):
+                break
+            start = comb[np.nanargmin(values)]
+            refined, _ = minimize_batch(objective, start, 1, low, high, iterations=60)
+            better = objective(refined, np.arange(1))[0] < np.nanmin(values)
+            solution = refined[0] if better else start
+        return solution
+
+    starts = np.clip(space.starts() if start is None else start[None, :], low, high)
     least_squares = solve(np.inf, starts)
     rss = float(np.sum((groups.badness - space.evaluate(groups, least_squares, groups.badness, np.inf).fitted[0]) ** 2))
     noise = float(np.sqrt(rss / df)) if df > 0 else 0.0
@@ -280,6 +312,14 @@ def fit_point(groups: RunGroups, space: SearchSpace, start: np.ndarray | None = 
                  if min(abs(phi[i] - lo), abs(phi[i] - hi)) <= 1e-6 * max(1.0, abs(lo), abs(hi))]
     return OneStageFit(phi=phi, space=space, delta=float(delta), noise=noise, df=df,
                        profile=space.evaluate(groups, phi, groups.badness, delta), at_bounds=at_bounds)
+
+
+def location_comb(space: SearchSpace, phi: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Search points (K, P + n_curve): ``phi`` with every location moved by each of ``offsets`` (ln units), its
+    curve shape kept, clipped to the box."""
+    theta = phi[None, :space.n_theta]
+    moved = np.vstack([space.shift(theta, float(by)) for by in offsets])
+    return np.clip(np.hstack([moved, np.repeat(phi[None, space.n_theta:], offsets.size, axis=0)]), *space.box())
 
 
 def refine(groups: RunGroups, point: OneStageFit, start: np.ndarray) -> OneStageFit:
@@ -502,7 +542,7 @@ def window(groups: RunGroups, log_location: np.ndarray, half_width: float, min_t
     return keep
 
 
-def held_out_loss(groups: RunGroups, log_location: np.ndarray, shape: tuple[float, float], asymmetry: float | None,
+def held_out_loss(groups: RunGroups, log_location: np.ndarray, shape: Sequence[float], asymmetry: float | None,
                   delta: float) -> np.ndarray:
     """Per group, the loss of the runs when the optimum is put where a law fitted without them says.
 
@@ -511,11 +551,20 @@ def held_out_loss(groups: RunGroups, log_location: np.ndarray, shape: tuple[floa
     how well the predicted location explains the group's curve. Least squares when delta is inf.
     """
     log_ratio = np.log(asymmetry) if asymmetry else np.nan
-    fit = profile(groups, log_location[None, :], np.array([[np.sqrt(shape[0]), shape[1], log_ratio]]), groups.badness,
-                  delta)
+    left, right = far_shapes(shape)
+    curve = np.array([[np.sqrt(left[0]), left[1], log_ratio, np.sqrt(right[0]), right[1]]])
+    fit = profile(groups, log_location[None, :], curve, groups.badness, delta)
     residual = groups.badness - fit.fitted[0]
     loss = 0.5 * residual**2 if not np.isfinite(delta) else huber(residual, delta)
     return groups.group_sum(loss)
+
+
+def far_shapes(shape: Sequence[float] | None) -> tuple[tuple[float, float], tuple[float, float]]:
+    """A law file's far shape, [s, alpha] (one for both sides, as older files wrote it) or [s, alpha] left then
+    right, as ((s, alpha) left, (s, alpha) right); None: parabolas."""
+    values = [float(v) for v in (shape or [0.0, 0.0])]
+    left = (values[0], values[1])
+    return left, (values[2], values[3]) if len(values) >= 4 else left
 
 
 def grid_box(axes: Sequence[Sequence[float]]) -> np.ndarray:

@@ -27,16 +27,19 @@ WIDE_INTERVAL = 100.0  # an interval wider than this factor bounds nothing a use
 FAR_RATIO = 1e4  # an optimal teacher beyond 10^4x its student is not a finding but a broken fit
 INTERVAL_METHOD = "likelihood"  # or "bootstrap": see bench/fit_calibration.py --intervals
 MIN_EFFECTIVE_DRAWS = 100
-SHARED_ASYMMETRY = False  # one left/right curvature ratio for all groups (False: free per group)
-SHAPE_PARAMETERS = 2  # the far shape of the curves: s and alpha
+SHARED_ASYMMETRY = False  # one left/right curvature ratio for all groups (False: free per group) ...
+MIN_TEACHERS_FOR_FREE_ASYMMETRY = 6  # ... where every group has this many teachers; fewer, and the ratio is shared
+SHAPE_PARAMETERS = 2  # the far shape of the curves: one (s, alpha) for both sides (4: one per side, a bench knob: it
+# lost on the flattening design, coverage 0.5 against 0.92 in a 12-data-set trial)
 WINDOW: float | None = None  # ln units: the location is read from teachers within 3.3x of the optimum either side
 MIN_WINDOW_TEACHERS = 4  # ... and from at least the 4 teachers nearest to it
 WINDOW_ROUNDS = 3
 MIN_TEACHERS_FOR_SHAPE = 5  # a far shape needs teachers far from the optimum: this many in one group,
 FAR_SPAN = np.log(10.0)  # ... spanning a factor of 10 or more
 MODEL = ("metric = b_g + a_g^side·h(u), u = ln T − ln T*(S, D); per group g a baseline and left/right curvatures "
-         ">= 0 (profiled out); h ≈ u² near the optimum, its far shape (s, alpha) fitted where a ladder spans a "
-         "decade; Huber loss; intervals from the tempered profile likelihood")
+         ">= 0 (profiled out; one ratio shared where a student has few teachers); h ≈ u² near the optimum, its "
+         "far shape (s, alpha) on each side fitted where a ladder spans a decade; Huber loss; intervals from the "
+         "tempered profile likelihood")
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,63 @@ def ladder_shows_far_shape(log_teachers, min_teachers: int = MIN_TEACHERS_FOR_SH
     return len(log_teachers) >= min_teachers and float(np.max(log_teachers) - np.min(log_teachers)) >= FAR_SPAN
 
 
+def curve_options(groups: RunGroups) -> list[tuple[int, bool]]:
+    """The curve models the runs could pay for, richest first: (far-shape parameters, shared asymmetry).
+
+    The far shape is fitted per side where some ladder spans a decade (it shows how the curves go on far
+    from the optimum), else none. The left/right curvature ratio is free per group only where every group
+    has MIN_TEACHERS_FOR_FREE_ASYMMETRY teachers: with fewer, a lone rung on one side would fit its own
+    curvature exactly and say nothing about where the optimum is, so one ratio is shared by all groups."""
+    free = not SHARED_ASYMMETRY and min(len(t) for t in groups.teachers) >= MIN_TEACHERS_FOR_FREE_ASYMMETRY
+    shapes = [SHAPE_PARAMETERS, 2, 0] if sees_far_shape(groups) and SHAPE_PARAMETERS else [0]
+    shapes = [n for n in shapes if n <= SHAPE_PARAMETERS]
+    options = [(n, not free) for n in shapes]
+    if free:
+        options += [(n, True) for n in shapes]
+    return options
+
+
+def affordable_space(cls: type[CurveLaw], groups: RunGroups, centre: Centre):
+    """The richest curve model (``curve_options``) that leaves a residual degree of freedom (else none left,
+    else the fit is refused), and a sentence for each simplification the runs forced."""
+    from capgap.onestage import degrees_of_freedom
+
+    options = curve_options(groups)
+    spaces = [cls.search_space(groups, centre, n_shape, shared) for n_shape, shared in options]
+    dfs = [degrees_of_freedom(groups, space) for space in spaces]
+    chosen = next((i for i, df in enumerate(dfs) if df >= 1), next((i for i, df in enumerate(dfs) if df >= 0), None))
+    if chosen is None:
+        simplest = spaces[-1]
+        raise InputError(f"{groups.n_runs} runs in {len(groups.keys)} group(s) cannot determine the "
+                         f"{groups.n_runs - dfs[-1]} parameters of even the simplest curves of the {cls.name} law "
+                         f"({2 if simplest.shared_asymmetry else 3} per group and "
+                         f"{simplest.n_theta + simplest.n_curve} shared): measure more teachers per student")
+    notes = []
+    wanted, got = options[0], options[chosen]
+    if got[0] < wanted[0]:
+        notes.append(f"{groups.n_runs} runs cannot pay for the far shape a decade-wide ladder asks for "
+                     f"({wanted[0]} parameters): the curves are fitted "
+                     f"{'with one far shape for both sides' if got[0] == 2 else 'as parabolas'} instead, unchecked "
+                     "far from the optimum; measure more teachers per student")
+    if got[1] and not wanted[1]:
+        notes.append("the runs cannot pay for a left/right curvature ratio per student: one ratio is shared by "
+                     "all students")
+    return spaces[chosen], notes
+
+
+def compact_shape(shape: Sequence[float]) -> list[float]:
+    """The far shape as a law file writes it: [s, alpha] where both sides share it, else left then right."""
+    return list(shape[:2]) if tuple(shape[:2]) == tuple(shape[2:]) else list(shape)
+
+
+def start_shape(start: dict[str, float], n_shape: int) -> list[float]:
+    """The far-shape coordinates of a warm start from a law's diagnostics (``FitOptions.start``)."""
+    left = [np.sqrt(start.get("shape_s", 0.0)), start.get("shape_alpha", 1.0)]
+    right = [np.sqrt(start.get("shape_s_right", start.get("shape_s", 0.0))),
+             start.get("shape_alpha_right", start.get("shape_alpha", 1.0))]
+    return {0: [], 2: left, 4: left + right}[n_shape]
+
+
 def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> CurveLaw:
     """The one-stage fit of ``cls`` to grouped runs: point, interval draws, optima, diagnostics."""
     from capgap.onestage import degrees_of_freedom, fit_point
@@ -185,20 +245,14 @@ def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> C
     if reason:
         raise InputError(reason)
     centre = Centre.of(groups)
-    n_shape = SHAPE_PARAMETERS if sees_far_shape(groups) else 0
-    space = cls.search_space(groups, centre, n_shape, SHARED_ASYMMETRY)
+    space, simplified = affordable_space(cls, groups, centre)
     n_search = space.n_theta + space.n_curve
-    df = degrees_of_freedom(groups, space)
-    if df < 0:
-        raise InputError(f"{groups.n_runs} runs in {len(groups.keys)} group(s) cannot determine the "
-                         f"{groups.n_runs - df} parameters of the {cls.name} law's curves "
-                         f"({2 if SHARED_ASYMMETRY else 3} per group and {n_search} shared): "
-                         "measure more teachers per student")
+    n_shape = space.n_shape
     with np.errstate(all="ignore"):
         if options.start is not None:
             start = np.r_[cls.internal(options.start, centre),
                           [np.log(options.start.get("asymmetry", 1.0))][:int(space.shared_asymmetry)],
-                          [np.sqrt(options.start.get("shape_s", 0.0)), options.start.get("shape_alpha", 0.0)][:n_shape]]
+                          start_shape(options.start, n_shape)]
             point = fit_point(groups, space, start=start, robust=not options.quick)
             fitted_groups = groups
         else:
@@ -225,7 +279,7 @@ def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> C
         raise InputError(f"the teacher ladder brackets the optimum of no student (all {len(optima)} lie beyond "
                          f"their teachers: {'; '.join(ladder_advice(optima))}); a law read off curves that never "
                          "turn is extrapolation, not a fit")
-    warnings = _self_check(cls, groups, point, drawn, intervals, optima, df, options)
+    warnings = [*simplified, *_self_check(cls, groups, point, drawn, intervals, optima, df, options)]
     students = [k.student_params for k in groups.keys]
     tpp = [k.tokens / k.student_params for k in groups.keys if k.tokens]
     residual = fitted_groups.badness - point.profile.fitted[0]
@@ -242,7 +296,7 @@ def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> C
                     f"{options.metric}, {options.direction} is better; {options.size_measure} sizes; "
                     f"intervals by {report.method}, {report.resamples} draws, seed {options.seed}"),
         diagnostics=LawDiagnostics(
-            warnings=warnings, formula=cls.formula, model=MODEL, shape=list(point.shape), asymmetry=point.asymmetry,
+            warnings=warnings, formula=cls.formula, model=MODEL, shape=compact_shape(point.shape), asymmetry=point.asymmetry,
             noise=point.noise, df=df,
             goodness=Goodness(rmse=float(np.sqrt(np.mean(residual**2))), n_runs=fitted_groups.n_runs,
                               n_groups=len(groups.keys), n_outside_window=groups.n_runs - fitted_groups.n_runs),
