@@ -187,3 +187,24 @@ def test_unwritable_store_is_refused(ladder: Path, corpus: Path, tmp_path: Path,
 def test_cuda_without_cuda_is_refused(sweep_args, capsys) -> None:
     args, store = sweep_args
     assert "CUDA is not available" in _refused(args("--device", "cuda"), capsys, store)
+
+
+def test_a_sequence_longer_than_the_ladders_context_is_refused_before_any_run(sweep_args, capsys) -> None:
+    # The ladder was trained with 32-token windows (n_positions 32): 64 would index past its position table.
+    args, store = sweep_args
+    err = _refused(args("--seq-len", "64"), capsys, store)
+    assert "--seq-len 64" in err and "teacher gpt2-L1-d64" in err and "32 positions (n_positions" in err
+    assert "give --seq-len 32 or less" in err
+
+
+def test_precheck_names_the_student_and_a_tokenizer_past_the_vocabulary() -> None:
+    from types import SimpleNamespace
+
+    from capgap.errors import InputError
+    from capgap.measure.precheck import check_models
+
+    with pytest.raises(InputError, match=r"context of the 40k student of t: 16 positions \(max_position_embeddings"):
+        check_models([("the 40k student of t", {"max_position_embeddings": 16})], 32, {})
+    teacher = SimpleNamespace(name="t", config={"n_positions": 64, "vocab_size": 300})
+    with pytest.raises(InputError, match="tokenizer of teacher t has 512 tokens, but its model's vocabulary holds 300"):
+        check_models([("teacher t", teacher.config)], 32, {"teacher t": 512})

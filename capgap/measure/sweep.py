@@ -32,6 +32,7 @@ from capgap.measure.evaluate import eval_loss, lambada_acc, read_lambada, wikite
 from capgap.measure.ladder import read_ladder
 from capgap.measure.models import checkpoint_fingerprint, family_of, load_pretrained, param_count
 from capgap.measure.students import INITS, make_student, student_config
+from capgap.measure.precheck import check_sweep
 from capgap.measure.tokenizer import encode, require_same_tokenizer, vocab_fingerprint
 from capgap.measure.parallel import close_distributed, init_distributed
 from capgap.measure.train import TrainConfig, plan_steps, resolve_device, train
@@ -256,6 +257,7 @@ def measure(config: MeasureConfig, *, warn: Callable[[str], None] | None = None,
     if only is not None:  # a plan's pairs: only its teachers need to reach its sizes
         teacher_list = [t for t in teacher_list if t.name in {name for name, _ in only}]
     pairs = plan_pairs(teacher_list, targets, inits)
+    check_sweep(pairs, {family: len(data.tokenizer) for family, data in prepared.items()}, recipe.seq_len)
     if only is not None:
         pairs = [p for p in pairs if (p.teacher.name, p.target) in only]
     identity = {"corpus": text.name, "tokens": recipe.tokens, "seq_len": recipe.seq_len,
