@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 import warnings
 
@@ -19,7 +20,16 @@ COMMAND_MODULES = ["data", "runs", "ladder", "measure", "assistant", "fit", "pla
 EXTRAS = {"torch": "measure", "transformers": "measure", "tokenizers": "measure", "safetensors": "measure", "tqdm": "measure"}
 
 
+# A value that reads as a negative size ('-7B', '-1.3e9'): taken as the flag's value, so that the size's own
+# check can say "size must be positive" (argparse would take it for an unknown option).
+_NEGATIVE_SIZE = re.compile(r"^-\d*\.?\d+(?:[eE][+-]?\d+)?\s*[kKmMbBgGtTxX]?$")
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 (argparse's own)
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = _NEGATIVE_SIZE  # no capgap flag looks like a negative number
+
     def error(self, message: str) -> None:  # one line, exit 2, as for all bad input
         self.exit(2, f"capgap: error: {message} (see '{self.prog} --help')\n")
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from capgap.errors import InputError
 from capgap.laws.base import Law, LawFile, UnfittedLawWarning, law_from_file, load_law
+from capgap.regime import TokenSpan
 from capgap.resources import data_path
 
 StudentInit = Literal["pruned", "scratch"]
@@ -28,6 +29,7 @@ class ShippedLaw(BaseModel):
     model_config = ConfigDict(frozen=True)
     file: str  # under data/laws/
     label: str  # who, in a few words
+    author: str  # whose law, as a sentence names it: 'Zhang et al.'
     students: str  # how its students were made
     tokens: str  # how long they were distilled
     teachers: str  # how its teachers were trained
@@ -35,11 +37,12 @@ class ShippedLaw(BaseModel):
     source: str
     solidity: str  # how far to trust the source
     init: StudentInit | None = None  # the student init it speaks for, if a published default
+    token_span: TokenSpan | None = None  # total distillation tokens fitted on, where the source states only that
 
 
 SHIPPED_LAWS: dict[str, ShippedLaw] = {
     "zhang2023": ShippedLaw(
-        file="zhang2023.json", label="Zhang et al. (law of capacity gap)", init="pruned",
+        file="zhang2023.json", label="Zhang et al. (law of capacity gap)", author="Zhang et al.", init="pruned",
         students="pruned from their teacher, then distilled from it",
         tokens="distilled briefly; tokens per parameter not stated in the sources capgap holds",
         teachers="GPT2 (124M-1.5B) and Pythia (70M-2.8B) pilot ladders; students under 3B",
@@ -48,7 +51,8 @@ SHIPPED_LAWS: dict[str, ShippedLaw] = {
         solidity="secondary-source reading (T* = 2.498·S - 11.498, R² 0.9957 as summarised; the paper's table "
                  "was not available): a prior, no interval"),
     "busbridge2025": ShippedLaw(
-        file="busbridge2025.json", label="Busbridge et al. (distillation scaling law)", init="scratch",
+        file="busbridge2025.json", label="Busbridge et al. (distillation scaling law)", author="Busbridge et al.",
+        init="scratch", token_span=TokenSpan(low=2e9, high=512e9, text="a few billion (taken as 2B) to 512B"),
         students="trained from scratch by distillation",
         tokens="the optimum depends on the student's tokens per parameter (passed through --tokens)",
         teachers="trained on 20 tokens per parameter (the teachers behind capgap's figures); models 143M-12.6B, "
@@ -58,7 +62,7 @@ SHIPPED_LAWS: dict[str, ShippedLaw] = {
         solidity="primary source: published constants fitted on 73 supervised and 697 distillation runs; no interval; "
                  "constants are specific to that setup"),
     "cpu-demo": ShippedLaw(
-        file="cpu-demo.json", label="capgap CPU demo (pipeline demonstration)",
+        file="cpu-demo.json", label="capgap CPU demo (pipeline demonstration)", author="the CPU demo law",
         students="pruned, 30k-150k parameters, from capgap's shipped Shakespeare study",
         tokens="1.7-8.4 tokens per parameter (252k distillation tokens)",
         teachers="five tiny GPT2 models (62k-803k) trained on 1M Shakespeare tokens, loss falling strictly with size",
@@ -111,6 +115,9 @@ def resolve_law(law: str | Path | Law | LawFile | None) -> tuple[Law, str]:
             name = shipped_name(law or DEFAULT)
             return load_law(shipped_law_path(name)), name
         if isinstance(law, (str, Path)):
+            if Path(law).is_dir():
+                raise InputError(f"law {str(law)!r} is a directory; give a LAW.json file (from `capgap fit --out`) "
+                                 f"or a shipped name: {', '.join(law_names())}")
             return load_law(law), str(law)
         if isinstance(law, LawFile):
             return law_from_file(law), "python object"

@@ -26,12 +26,14 @@ from capgap.assistants import SIZE_TOLERANCE, measured_assistant
 from capgap.compute_optimal import ComputeOptimal, compute_optimal
 from capgap.costs import DEFAULT_TEACHER_COST, TEACHER_COSTS, TeacherCost, cost_rule, counts_inference, counts_pretraining
 from capgap.errors import InputError
-from capgap.ladder_snap import NearestModel, interval_of, ladder_warnings, nearest_models, preferred_reason, resolve_ladder
+from capgap.ladder_snap import (NearestModel, interval_of, ladder_warnings, larger_than, nearest_models, preferred_reason,
+                                resolve_ladder)
 from capgap.ladders import LadderModel
-from capgap.lawfiles import PUBLISHED, SHIPPED_LAWS, ShippedLaw, StudentInit, published_for, resolve_law
+from capgap.lawfiles import PUBLISHED, SHIPPED_LAWS, ShippedLaw, StudentInit, published_for, resolve_law, shipped_name
 from capgap.laws.base import Censoring, Law, LawFile, SizeMeasure, TeacherEstimate
 from capgap.near_miss import DEFAULT_TOLERANCE, NearMiss, near_miss_band, penalty
-from capgap.regime import Applies, check_regime
+from capgap.reach import check_reach, distill_tokens, far_outside
+from capgap.regime import Applies, check_regime, not_a_language_model, runs_without_tokens
 from capgap.size_convert import ConvertedSize, convert_size
 from capgap.sizes import TOKENS_PER_PARAM, format_size, parse_size
 from capgap.strategies import (BudgetBest, DistillRun, Strategy, available_teacher_strategies, budget_best,
@@ -49,6 +51,7 @@ class LawInfo(BaseModel):
     name: str
     source: str  # a shipped name ('zhang2023', ...), a file path, or 'python object'
     label: str  # who, in a few words
+    author: str  # whose law, as a sentence names it: 'Zhang et al.', 'the law in law.json'
     fitted_range: list[int] | None  # [min, max] student size the law was fitted on
     fitted: bool
     provenance: str
@@ -67,8 +70,9 @@ class LawAnswer(BaseModel):
     law: LawInfo
     student_params: int  # in this law's size measure
     size_rule: str  # how the student's size was put in this law's measure
-    tokens_per_param: float
+    tokens_per_param: float | None  # None: tokens unknown (a law fitted on runs without tokens)
     teacher_params: int  # the optimal teacher (the bound when censored; the compute-optimal one with pretraining counted)
+    teacher_at_tokens: int | None = None  # with a budget that moved the teacher: the optimal teacher at the given tokens
     teacher_params_low: int | None
     teacher_params_high: int | None
     level: float
@@ -82,7 +86,8 @@ class LawAnswer(BaseModel):
     preferred: str | None
     preferred_reason: str | None
     budget_best: BudgetBest | None = None
-    warnings: list[str]  # regime first, then the law file's own, then the rest
+    supervised_metric: float | None = None  # the student trained alone on the same budget, where the law can say
+    warnings: list[str]  # far outside first, then regime, then the law file's own, then the rest
     notes: list[str]
 
 
@@ -95,7 +100,7 @@ class Recommendation(BaseModel):
     student_given: int  # the size as the user gave it
     given_measure: SizeMeasure
     init: StudentInit
-    tokens: int
+    tokens: int  # what strategies are priced at
     tokens_rule: str
     teacher_params: int
     teacher_params_low: int | None
@@ -128,7 +133,7 @@ def _describe(law: Law, source: str) -> LawInfo:
     if shipped is not None:
         regime = [f"students: {shipped.students}", f"tokens: {shipped.tokens}", f"teachers: {shipped.teachers}",
                   f"sizes: {shipped.size_measure}"]
-        label, reference, solidity = shipped.label, shipped.source, shipped.solidity
+        label, reference, solidity, author = shipped.label, shipped.source, shipped.solidity, shipped.author
     else:
         r = file.regime
         sizes = r.student_params or file.student_range
@@ -139,7 +144,8 @@ def _describe(law: Law, source: str) -> LawInfo:
                   f"sizes: {file.size_measure} parameters"]
         label = f"{law.name} law ({'fitted on ' + str(file.n_runs) + ' runs' if file.fitted else 'unfitted'})"
         reference, solidity = source, ("fitted by capgap from runs" if file.fitted else "not fitted from runs")
-    return LawInfo(name=law.name, source=source, label=label, fitted_range=fitted_range, fitted=file.fitted,
+        author = f"the {law.name} law in {Path(source).name}" if source != "python object" else f"the {law.name} law"
+    return LawInfo(name=law.name, source=source, label=label, author=author, fitted_range=fitted_range, fitted=file.fitted,
                    provenance=file.provenance, n_runs=file.n_runs, metric=file.metric, size_measure=file.size_measure,
                    regime=regime, reference=reference, solidity=solidity)
 
@@ -175,7 +181,9 @@ class _Setting(BaseModel):
     student: int
     measure: SizeMeasure
     init: StudentInit
-    tokens: int
+    tokens: int  # distillation tokens (what strategies are priced at)
+    tokens_unknown: bool  # the headline law's runs carry no tokens and none were given: it is asked without
+    foreign: str | None  # why the headline law's students are not language models, if they are not
     models: list[LadderModel]
     ladder: str
     budget: float | None
@@ -187,15 +195,52 @@ def _convert(setting: _Setting, wanted: SizeMeasure) -> ConvertedSize:
     return convert_size(setting.student, setting.measure, wanted)
 
 
-def answer(law: Law, source: str, setting: _Setting, strict_ladder: bool = False) -> LawAnswer:
-    """One law's answer. ``strict_ladder``: refuse a ladder without this law's size measure instead of noting it."""
+def _size_notes(student: ConvertedSize, measure: SizeMeasure, foreign: str | None) -> tuple[list[str], list[str]]:
+    """(warnings, notes) on how the student was put in the law's measure: an embedding share assumed for
+    models that are not language models is a warning, not a note."""
+    if student.exact and student.rule == "as given":
+        return [], []
+    text = f"student counted as {format_size(student.params)} {measure} parameters ({student.rule})"
+    if foreign and not student.exact:
+        return [f"{text}: an embedding share has no meaning for these models"], []
+    return [], [text]
+
+
+def _budget_answer(law: Law, s: int, setting: _Setting, nearest: list[NearestModel], teacher: float,
+                   measure: SizeMeasure) -> tuple[BudgetBest | None, float | None]:
+    """The best one-run student the budget buys among the law's teacher and the ladder (where the law
+    predicts quality), and the same budget spent on the student alone (a dsl law)."""
+    if setting.budget is None:
+        return None, None
+    law_model = (f"{format_size(teacher)} (law)", int(round(teacher)))
+    preferred = [(nearest[0].name, nearest[0].params)] if nearest else []
+    models = [] if any(measure == "nonembed" and m.params_nonembed is None for m in setting.models) else setting.models
+    candidates = [(m.name, m.size(measure)) for m in models if larger_than(m.size(measure), s)]
+    best = budget_best(law, s, [*preferred, law_model, *candidates], setting.budget, setting.cost)
+    supervised = None
+    if best is not None and law.name == "dsl":
+        from capgap.laws.dsl import supervised_loss
+
+        supervised = float(supervised_loss(law.file.coefficients, s, setting.budget / (6.0 * s)))
+    return best, supervised
+
+
+def answer(law: Law, source: str, setting: _Setting, strict_ladder: bool = False, head: bool = False) -> LawAnswer:
+    """One law's answer. ``strict_ladder``: refuse a ladder without this law's size measure instead of noting it.
+    ``head``: the headline law (asked without tokens when its runs carry none)."""
     measure = law.file.size_measure
     student = _convert(setting, measure)
-    s, tokens = student.params, setting.tokens
+    s = student.params
+    tokens = None if head and setting.tokens_unknown else setting.tokens
     info = _describe(law, source)
-    applies, regime_warnings = check_regime(law.file, s, tokens, setting.init)
-    notes: list[str] = [] if student.exact and student.rule == "as given" else [
-        f"student counted as {format_size(s)} {measure} parameters ({student.rule})"]
+    shipped = SHIPPED_LAWS.get(source)
+    foreign = setting.foreign if shipped is not None else None
+    applies, regime_warnings = check_regime(law.file, s, tokens, setting.init,
+                                            token_span=shipped.token_span if shipped else None, foreign=foreign)
+    size_warnings, notes = _size_notes(student, measure, foreign)
+    if tokens is None:
+        notes.append(f"tokens unknown: the law's runs carry none; strategies are priced at {TOKENS_PER_PARAM} tokens "
+                     "per student parameter, a placeholder")
     unfitted_warnings, unfitted_notes = _unfitted(law, source)
     notes += unfitted_notes
 
@@ -203,9 +248,10 @@ def answer(law: Law, source: str, setting: _Setting, strict_ladder: bool = False
     if not (math.isfinite(estimate.estimate) and estimate.estimate > 0):
         raise InputError(f"the {law.name} law gives no usable teacher size for a {format_size(s)} student "
                          f"({estimate.estimate!r}); check the law file's coefficients")
-    optimum = None
+    optimum, at_tokens = None, None
     if setting.budget is not None and counts_pretraining(setting.cost) and law.name == "dsl":
         optimum = compute_optimal(law.file.coefficients, s, setting.budget, counts_inference(setting.cost))
+        at_tokens = int(round(estimate.estimate))
         estimate = TeacherEstimate(estimate=optimum.teacher_params, level=estimate.level)
     teacher = estimate.estimate
     interval = interval_of(estimate)
@@ -224,35 +270,39 @@ def answer(law: Law, source: str, setting: _Setting, strict_ladder: bool = False
     band = near_miss_band(law, s, tokens, teacher, setting.tolerance) if optimum is None else None
     if band is not None:
         nearest = [n.model_copy(update={"penalty": penalty(law, s, n.params, tokens, band.best_metric)}) for n in nearest]
+    best, supervised = (None, None) if optimum is not None else _budget_answer(law, s, setting, nearest, teacher, measure)
     expected = optimum.distilled_loss if optimum is not None else (band.best_metric if band is not None else None)
+    pays = optimum.distillation_pays if optimum is not None else (
+        best.expected_metric < supervised if best is not None and supervised is not None else None)
     law_warnings = [f"law file: {w}" for w in law.file.diagnostics.warnings]
+    far = far_outside(law.file, s)
     other = (unfitted_warnings + _estimate_warnings(estimate)
-             + ladder_warnings(models, nearest, setting.ladder, teacher, interval))
+             + ladder_warnings(models, nearest, setting.ladder, teacher, interval, measure))
     if interval is None and optimum is None:
         notes.append("the law gives a point estimate without an interval")
     return LawAnswer(
-        law=info, student_params=s, size_rule=student.rule, tokens_per_param=tokens / s,
-        teacher_params=int(round(teacher)), teacher_params_low=_finite_int(estimate.low),
+        law=info, student_params=s, size_rule=student.rule, tokens_per_param=tokens / s if tokens is not None else None,
+        teacher_params=int(round(teacher)), teacher_at_tokens=at_tokens, teacher_params_low=_finite_int(estimate.low),
         teacher_params_high=_finite_int(estimate.high), level=estimate.level, censored=estimate.censored,
-        applies=applies, expected_metric=expected, near_miss=band,
-        distillation_pays=optimum.distillation_pays if optimum is not None else None, compute_optimal=optimum,
+        applies=applies, expected_metric=expected, near_miss=band, distillation_pays=pays, compute_optimal=optimum,
         nearest=nearest, preferred=nearest[0].name if nearest else None,
-        preferred_reason=preferred_reason(nearest, teacher),
-        warnings=regime_warnings + law_warnings + other, notes=notes)
+        preferred_reason=preferred_reason(nearest, teacher), budget_best=best,
+        supervised_metric=optimum.supervised_loss if optimum is not None else supervised,
+        warnings=([far] if far else []) + regime_warnings + size_warnings + law_warnings + other, notes=notes)
 
 
 def _strategies(law: Law, head: LawAnswer, setting: _Setting, available: int | None,
-                assistants: str | Path | None = None) -> tuple[list[Strategy], BudgetBest | None, list[str]]:
-    """The headline law's strategies under the teacher-cost scenario, the budget's best student, and notes.
+                assistants: str | Path | None = None) -> tuple[list[Strategy], list[str]]:
+    """The headline law's strategies under the teacher-cost scenario, and notes.
 
     ``assistants``: a run store whose measured chains (`capgap assistant`) replace the law's assistant sizes.
     """
     measure, s, tokens, cost = law.file.size_measure, head.student_params, setting.tokens, setting.cost
     models = [] if any(measure == "nonembed" and m.params_nonembed is None for m in setting.models) else setting.models
     teacher = float(head.teacher_params)
-    law_model = f"{format_size(teacher)} (law)", head.teacher_params
-    law_teacher = (head.nearest[0].name, head.nearest[0].params) if head.nearest else law_model
-    candidates = [(m.name, m.size(measure)) for m in models if m.size(measure) > s]
+    law_teacher = (head.nearest[0].name, head.nearest[0].params) if head.nearest else \
+        (f"{format_size(teacher)} (law)", head.teacher_params)
+    candidates = [(m.name, m.size(measure)) for m in models if larger_than(m.size(measure), s)]
     strategies = search_strategies(law, s, law_teacher, candidates, setting.ladder, tokens, cost)
     notes: list[str] = []
     if available is not None:
@@ -270,15 +320,23 @@ def _strategies(law: Law, head: LawAnswer, setting: _Setting, available: int | N
         more, more_notes = available_teacher_strategies(law, s, given, teacher, interval, tokens, cost, measured)
         strategies += more
         notes += more_notes
-    best = None
     if setting.budget is not None:
         strategies = [x.model_copy(update={"fits_budget": x.flops <= setting.budget}) for x in strategies]
-        if head.compute_optimal is None:
-            best = budget_best(law, s, [law_teacher, law_model, *candidates], setting.budget, cost)
-            if best is None:
-                notes.append(f"the {law.name} law places the teacher but cannot predict student quality; "
-                             "a dsl law (e.g. --law busbridge2025) can say which student the budget buys")
-    return strategies, best, notes
+        if head.compute_optimal is None and head.budget_best is None:
+            notes.append(f"the {law.name} law places the teacher but cannot predict student quality; "
+                         "a dsl law (e.g. --law busbridge2025) can say which student the budget buys")
+    return strategies, notes
+
+
+def _consulted(law: str | Path | Law | LawFile | None, init: StudentInit) -> list[tuple[Law, str]]:
+    """The laws that answer: both published ones (``init``'s first) without a law or with 'default'; a shipped
+    name alone; a law file or object first, the published ones after it for comparison."""
+    if law is None or isinstance(law, str) and law.lower() == "default":
+        first = published_for(init)
+        return [resolve_law(first)] + [resolve_law(name) for name in PUBLISHED if name != first]
+    if isinstance(law, str) and shipped_name(law) is not None:
+        return [resolve_law(law)]
+    return [resolve_law(law)] + [resolve_law(name) for name in PUBLISHED]
 
 
 def _choice(value: str, accepted: tuple[str, ...], what: str) -> str:
@@ -290,60 +348,64 @@ def _choice(value: str, accepted: tuple[str, ...], what: str) -> str:
 def recommend(student: str | int, law: str | Path | Law | LawFile | None = None,
               ladder: str | list[LadderModel] = "pythia", size_measure: SizeMeasure | None = None,
               tokens: str | int | None = None, available_teacher: str | int | None = None,
-              budget: str | float | None = None, init: StudentInit = "pruned",
+              budget: str | float | None = None, init: StudentInit | None = None,
               teacher_cost: TeacherCost = DEFAULT_TEACHER_COST, tolerance: float = DEFAULT_TOLERANCE,
               assistants: str | Path | None = None) -> Recommendation:
     """Recommend a teacher for a student of ``student`` parameters.
 
     ``law``: None or 'default' consults both published laws, ``init`` ('pruned': Zhang et al.,
     'scratch': Busbridge et al.) picks the headline; a shipped name (zhang2023, busbridge2025,
-    cpu-demo, reference), a LAW.json path or a Law is the headline, the published laws follow it.
-    ``size_measure``: what ``student`` counts (default: total; with a law of your own, that law's).
-    ``tokens``: distillation tokens (default 20 per student parameter). ``budget`` in FLOPs.
+    cpu-demo, reference) answers alone; a LAW.json path or a Law is the headline, the published
+    laws follow it for comparison.
+    ``size_measure``: what ``student`` counts (default: total, whatever the law; each law converts).
+    ``tokens``: distillation tokens, or per student parameter as '20x' (default 20 per student parameter).
+    ``budget`` in FLOPs. ``init``: how the student is made (default: pruned; with a shipped law alone, its own).
     ``teacher_cost``: none, inference, pretraining or both (Busbridge et al.'s scenarios).
     ``tolerance``: the near-miss band's width in the metric's units (nats for losses).
     ``assistants``: a run store of `capgap assistant` chains; with ``available_teacher``, the
     teacher_assistant_chain goes through the measured assistant (else the law's sizes, as without it).
     """
-    init = _choice(init, INITS, "student init")  # type: ignore[assignment]
     cost = _choice(teacher_cost, TEACHER_COSTS, "teacher cost")  # type: ignore[assignment]
     if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and tolerance > 0):
         raise InputError(f"tolerance {tolerance!r} must be a positive number (nats for a loss), e.g. 0.01")
     given = parse_size(student, what="student size")
-    side_by_side = law is None or isinstance(law, str) and law.lower() == "default"
-    laws = ([resolve_law(published_for(init))] if side_by_side else [resolve_law(law)])
-    laws += [resolve_law(name) for name in PUBLISHED if name != laws[0][1]]
-    head_law = laws[0][0]
-    measure: SizeMeasure = size_measure or ("total" if side_by_side else head_law.file.size_measure)
+    if init is None:
+        alone = isinstance(law, str) and law.lower() != "default" and shipped_name(law) is not None
+        init = (SHIPPED_LAWS[shipped_name(law)].init if alone else None) or "pruned"  # type: ignore[arg-type]
+    init = _choice(init, INITS, "student init")  # type: ignore[assignment]
+    measure: SizeMeasure = size_measure or "total"
     _choice(measure, ("total", "nonembed"), "size measure")
+    laws = _consulted(law, init)
+    check_reach(given, measure, laws + [resolve_law(name) for name in SHIPPED_LAWS])
+    head_law, head_source = laws[0]
     models, label = resolve_ladder(ladder)
     available = parse_size(available_teacher, what="available teacher size") if available_teacher is not None else None
     if available is not None and available < given:
         raise InputError(f"available teacher {format_size(available)} is smaller than the student "
                          f"{format_size(given)}; give a teacher at least as large as the student")
-    if tokens is None:
-        distill_tokens = TOKENS_PER_PARAM * given
-        tokens_rule = f"default: {TOKENS_PER_PARAM} tokens per student parameter"
-    else:
-        distill_tokens, tokens_rule = parse_size(tokens, what="tokens"), "given"
+    tokens_unknown = tokens is None and runs_without_tokens(head_law.file)
+    distilled_on, tokens_rule = distill_tokens(tokens, given)
+    if tokens_unknown:
+        tokens_rule = (f"unknown: the law's runs carry no tokens; strategies priced at {TOKENS_PER_PARAM} per "
+                       "student parameter, a placeholder")
     budget_flops = float(parse_size(budget, what="budget (FLOPs)")) if budget is not None else None
-    setting = _Setting(student=given, measure=measure, init=init, tokens=distill_tokens, models=models, ladder=label,
+    setting = _Setting(student=given, measure=measure, init=init, tokens=distilled_on, tokens_unknown=tokens_unknown,
+                       foreign=not_a_language_model(head_law.file, head_source), models=models, ladder=label,
                        budget=budget_flops, cost=cost, tolerance=float(tolerance))
 
-    answers = [answer(each, source, setting, strict_ladder=i == 0) for i, (each, source) in enumerate(laws)]
+    answers = [answer(each, source, setting, strict_ladder=i == 0, head=i == 0) for i, (each, source) in enumerate(laws)]
     head = answers[0]
     if assistants is not None and available is None:
         raise InputError("--assistants needs --available-teacher: a measured chain is for a teacher you have")
-    strategies, best, strategy_notes = _strategies(head_law, head, setting, available, assistants)
-    answers[0] = head = head.model_copy(update={"budget_best": best})
+    strategies, strategy_notes = _strategies(head_law, head, setting, available, assistants)
     labelled = [(a.law.source, w) for a in answers for w in a.warnings]
     return Recommendation(
         student_params=head.student_params, size_measure=head_law.file.size_measure, student_given=given,
-        given_measure=measure, init=init, tokens=distill_tokens, tokens_rule=tokens_rule,
+        given_measure=measure, init=init, tokens=distilled_on, tokens_rule=tokens_rule,
         teacher_params=head.teacher_params, teacher_params_low=head.teacher_params_low,
         teacher_params_high=head.teacher_params_high, level=head.level, censored=head.censored, law=head.law,
         ladder=label, nearest=head.nearest, preferred=head.preferred, preferred_reason=head.preferred_reason,
-        teacher_cost=cost, strategies=strategies, flops_rule=cost_rule(cost), budget=budget_flops, budget_best=best,
-        tolerance=float(tolerance), by_law=answers,
+        teacher_cost=cost, strategies=strategies, flops_rule=cost_rule(cost), budget=budget_flops,
+        budget_best=head.budget_best, tolerance=float(tolerance), by_law=answers,
         warnings=[w if source == head.law.source else f"{source}: {w}" for source, w in labelled],
         notes=head.notes + strategy_notes)

@@ -30,21 +30,35 @@ def parse_size(value: str | int | float, *, what: str = "size") -> int:
     if isinstance(value, (int, float)):
         number = float(value)
     else:
-        match = _SIZE_RE.match(str(value).replace("_", "").replace(",", ""))
+        text = str(value).replace("_", "").replace(",", "").strip()
+        match = _SIZE_RE.match(text.removeprefix("-"))
         if not match:
             raise InputError(f"{what} {str(value)!r} is not a size; expected {SIZE_FORMS}")
-        number = float(match.group(1)) * _SUFFIX[match.group(2).lower()]
+        number = float(match.group(1)) * _SUFFIX[match.group(2).lower()] * (-1 if text.startswith("-") else 1)
+    if number < 0:
+        raise InputError(f"{what} {str(value)!r}: size must be positive; expected {SIZE_FORMS}")
     if not math.isfinite(number) or number < 1:
         raise InputError(f"{what} {value!r} must be a positive count; expected {SIZE_FORMS}")
     return int(round(number))
 
 
 def format_size(params: float) -> str:
-    """124439808 -> '124M', 1.3e9 -> '1.3B' (three significant digits)."""
+    """124439808 -> '124M', 1.3e9 -> '1.3B' (three significant digits); 1e15 and beyond as '3.61e+19'."""
+    if abs(params) >= 1e15:
+        return f"{params:.3g}"
     for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(params) >= scale:
             return f"{params / scale:.3g}{unit}"
     return f"{params:.3g}"
+
+
+def format_ratio(ratio: float) -> str:
+    """A multiplier as a reader writes it: 2.53 -> '2.5x', 77.5 -> '78x', 13354361323.95 -> '13,000,000,000x'."""
+    if ratio < 10:
+        return f"{ratio:.2g}x"
+    if ratio < 1000:
+        return f"{ratio:.0f}x"
+    return f"{float(f'{ratio:.2g}'):,.0f}x"
 
 
 class ParamCount(BaseModel):

@@ -144,9 +144,11 @@ def search_strategies(law: Law, student: int, law_teacher: tuple[str, int], cand
     strategies = [_strategy("law_teacher", f"distil from the law's teacher {name}",
                             [_run("student", student, name, size, tokens, cost)], _predict(law, student, size, tokens))]
     if candidates:
+        which = (f"the one {label} model larger than the student ({candidates[0][0]})" if len(candidates) == 1 else
+                 f"each of the {len(candidates)} {label} models larger than the student "
+                 f"({candidates[0][0]} … {candidates[-1][0]}) and keep the best")
         strategies.append(_strategy(
-            "brute_force_search", f"distil from each of the {len(candidates)} {label} models larger "
-            f"than the student ({candidates[0][0]} … {candidates[-1][0]}) and keep the best",
+            "brute_force_search", f"distil from {which}",
             [_run("student", student, n, p, tokens, cost) for n, p in candidates],
             _best_of(law, [_predict(law, student, p, tokens) for _, p in candidates])))
     return strategies

@@ -106,16 +106,16 @@ def test_ladder_with_nothing_inside_the_interval():
     rec = recommend("1B", law=make_law(), ladder=ladder)
     assert [n.inside_interval for n in rec.nearest] == [False, False]
     assert rec.preferred == "small"  # ln(2.5/1.5) = 0.51 < ln(5/2.5) = 0.69
-    assert any(w.startswith("no ladder model inside the interval (2B–3B); nearest: small") for w in rec.warnings)
+    assert any(w.startswith("no ladder model inside the interval (2B–3B total); nearest: small") for w in rec.warnings)
 
 
 def test_point_estimate_beyond_the_end_of_the_ladder():
     rec = recommend("1.3B", law=make_law(coefficients={"r": 2.5}, student_range=None), ladder="gpt2")
     assert [n.name for n in rec.nearest] == ["gpt2-xl"] and rec.nearest[0].inside_interval is None
-    assert any(w.startswith("the law's teacher (3.25B) is larger than every gpt2 model; nearest: gpt2-xl")
+    assert any(w.startswith("the law's teacher (3.25B total) is larger than every gpt2 model; nearest: gpt2-xl")
                for w in rec.warnings)
     rec = recommend("1B", law=make_law(coefficients={"r": 1.5}), ladder=ROUND)
-    assert any(w.startswith("the law's teacher (1.5B) is smaller than every ladder model larger than the student; "
+    assert any(w.startswith("the law's teacher (1.5B total) is smaller than every ladder model larger than the student; "
                             "nearest: m-2b") for w in rec.warnings)
 
 
@@ -209,7 +209,7 @@ def test_with_the_published_distillation_scaling_law():
     from capgap.laws.dsl import published_law  # the one family that predicts the student's loss
 
     law = published_law()
-    rec = recommend("1B", law=law, ladder="pythia", budget=1e21)
+    rec = recommend("1B", law=law, ladder="pythia", budget=1e21, size_measure="nonembed")
     assert rec.size_measure == "nonembed"  # the dsl law counts non-embedding parameters
     pythia = {m.name: m.params_nonembed for m in KNOWN_LADDERS["pythia"]}
     assert all(n.params == pythia[n.name] for n in rec.nearest)
@@ -223,7 +223,7 @@ def test_extrapolation_warning_outside_the_fitted_range():
     assert not any(w.startswith("extrapolating") for w in recommend("1B", law=make_law(), ladder=ROUND).warnings)
     for student in ("3B", "50M"):
         rec = recommend(student, law=make_law(), ladder=ROUND)
-        assert any(w.startswith("extrapolating: law fitted on 70M–1.4B students") for w in rec.warnings)
+        assert any(w.startswith("extrapolating: law fitted on 70M–1.4B total students") for w in rec.warnings)
 
 
 def test_unfitted_reference_law_is_flagged():
@@ -248,7 +248,7 @@ def test_law_without_interval_gives_no_inside_flag():
 
 def test_nonembed_law_uses_nonembed_ladder_counts():
     law = make_law(size_measure="nonembed", student_range=None)
-    rec = recommend("1B", law=law, ladder=ROUND)
+    rec = recommend("1B", law=law, ladder=ROUND, size_measure="nonembed")
     assert rec.size_measure == "nonembed" and [n.params for n in rec.nearest] == [2_400_000_000, 1_600_000_000, 6_400_000_000]
     # a total count given to a non-embedding law is converted, and the answer says how
     total = recommend("1.2B", law=law, ladder=ROUND, size_measure="total")
@@ -282,9 +282,9 @@ def test_cli_json_has_the_documented_keys(law_file, capsys):
 
 
 def test_cli_text_output(law_file, capsys):
-    assert main(["recommend", "--student", "1.3B", "--law", str(law_file)]) == 0
+    assert main(["recommend", "--student", "1.3B", "--law", str(law_file), "--explain"]) == 0
     out = capsys.readouterr().out
-    assert "optimal teacher: 3.25B (90% interval 2.6B–3.9B)" in out
+    assert "optimal teacher: 3.25B total (90% interval 2.6B–3.9B)" in out
     assert "* pythia-2.8b" in out and "brute_force_search" in out and "6*N_S*D" in out
 
 
@@ -332,8 +332,14 @@ def bad_inputs(tmp_path: Path, law_file: Path) -> dict[str, tuple[list[str], str
     return {  # case -> (arguments, words the message must contain)
         "bad size": (["--student", "1.3X", "--law", law], "'1.3X' is not a size"),
         "zero size": (["--student", "0", "--law", law], "must be a positive count"),
-        "negative size": (["--student", "-1", "--law", law], "'-1' is not a size"),
-        "negative suffixed size": (["--student=-1B", "--law", law], "'-1B' is not a size"),
+        "negative size": (["--student", "-1", "--law", law], "size must be positive"),
+        "negative suffixed size": (["--student=-1B", "--law", law], "size must be positive"),
+        "negative size as a separate word": (["--student", "-7B"], "size must be positive"),
+        "law is a directory": (["--student", "1B", "--law", str(tmp_path)], "is a directory"),
+        "student beyond every law": (["--student", "100T"], "7,600x the largest student any law here was fitted on"),
+        "student under 1k": (["--student", "999"], "under 1k parameters"),
+        "tokens too few per parameter": (["--student", "1B", "--tokens", "20"], "2e-08 per student parameter"),
+        "tokens too many per parameter": (["--student", "1M", "--tokens", "1T"], "1e+06 per student parameter"),
         "missing law": (["--student", "1B", "--law", str(tmp_path / "nope.json")], "law file not found"),
         "broken law": (["--student", "1B", "--law", str(tmp_path / "broken.json")], "not valid JSON"),
         "not a law": (["--student", "1B", "--law", str(tmp_path / "notalaw.json")], "coefficients"),
@@ -349,7 +355,10 @@ def bad_inputs(tmp_path: Path, law_file: Path) -> dict[str, tuple[list[str], str
     }
 
 
-@pytest.mark.parametrize("case", ["bad size", "zero size", "negative size", "negative suffixed size", "missing law", "broken law", "not a law",
+@pytest.mark.parametrize("case", ["bad size", "zero size", "negative size", "negative suffixed size",
+                                  "negative size as a separate word", "law is a directory", "student beyond every law",
+                                  "student under 1k", "tokens too few per parameter", "tokens too many per parameter",
+                                  "missing law", "broken law", "not a law",
                                   "unknown family", "law lacks coefficient", "unreadable law", "unknown ladder", "ladder columns",
                                   "small teacher", "zero tokens", "bad budget", "bad size flag"])
 def test_bad_input_is_one_line_and_exit_2(case, tmp_path, law_file, capsys):
@@ -381,9 +390,11 @@ def test_cpu_demo_law_is_a_named_example_and_warns_when_extrapolating():
     assert "pipeline demonstration" in rec.law.label
     assert rec.teacher_params == round(r * 1.3e9)
     assert rec.teacher_params_low < rec.teacher_params < rec.teacher_params_high
-    # regime warnings first: the size and the tokens per parameter lie far outside the CPU runs
-    assert rec.warnings[0].startswith("extrapolating: law fitted on 30k–150k students")
-    assert rec.warnings[1].startswith("law fitted at 1.68–8.39 tokens/param; this student gets 20")
+    # far outside first, then the regime: the size and the tokens per parameter lie outside the CPU runs
+    assert rec.warnings[0].startswith("far outside the law: the student (1.3B total) is 8,700x the largest")
+    assert rec.warnings[1].startswith("extrapolating: law fitted on 30k–150k total students")
+    assert rec.warnings[2].startswith("law fitted at 1.68–8.39 tokens/param; this student gets 20")
+    assert [a.law.source for a in rec.by_law] == ["cpu-demo"]  # a shipped law by name answers alone
     lo, hi = document["student_range"]
     inside = recommend(round((lo * hi) ** 0.5), law="cpu-demo", ladder="none", tokens=round((lo * hi) ** 0.5 * 4))
     assert not any(w.startswith(("extrapolating", "law fitted at")) for w in inside.by_law[0].warnings)
@@ -479,10 +490,10 @@ def test_compute_optimal_distillation_with_the_teachers_pretraining_counted():
 def test_regime_warnings_come_first_then_the_law_files_own():
     file = make_file(regime={"student_params": [1e8, 5e8], "tokens_per_param": [18, 22], "student_init": ["pruned"]},
                      diagnostics={"warnings": ["r at its upper bound"]}, student_range=None)
-    rec = recommend("1B", law=file, ladder=ROUND, tokens="10M", init="scratch")
+    rec = recommend("1B", law=file, ladder=ROUND, tokens="5x", init="scratch")
     assert rec.by_law[0].warnings[:4] == [
-        "extrapolating: law fitted on 100M–500M students; the student (1B) lies outside",
-        "law fitted at 18–22 tokens/param; this student gets 0.01",
+        "extrapolating: law fitted on 100M–500M total students; the student (1B total) lies outside",
+        "law fitted at 18–22 tokens/param; this student gets 5",
         "law fitted on pruned students; this student is scratch",
         "law file: r at its upper bound"]
     assert rec.warnings[:4] == rec.by_law[0].warnings[:4] and rec.by_law[0].applies.inside is False
@@ -490,13 +501,94 @@ def test_regime_warnings_come_first_then_the_law_files_own():
     assert old.applies.inside is None and "regime unknown" in old.applies.reasons[-1]
 
 
-def test_cli_text_warnings_before_strategies(law_file, capsys):
-    assert main(["recommend", "--student", "1.3B", "--law", "cpu-demo"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    first_warning = next(i for i, line in enumerate(lines) if line.startswith("warning:"))
-    assert first_warning == 1 and lines[1].startswith("warning: extrapolating")
-    assert first_warning < next(i for i, line in enumerate(lines) if line.startswith("[headline]"))
-    assert next(i for i, line in enumerate(lines) if line.startswith("strategies")) > first_warning
+def text_of(capsys, *args: str) -> list[str]:
+    assert main(["recommend", *args]) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+def test_the_answer_comes_first_for_a_pruned_student(capsys):
+    lines = text_of(capsys, "--student", "160M")
+    assert lines[0] == ("160M total student (pruned): distil from pythia-410m (405M total, 2.5x): Zhang et al.'s law, "
+                        "the one")
+    assert lines[1] == "    for pruned students."
+    assert lines[2].startswith("Scratch students: pythia-6.9b by Busbridge et al. (ideal 8.41B nonembed at 3.2B tokens;")
+    assert len(lines) <= 12 and all(len(line) <= 100 for line in lines)
+    assert not any("pythia-160m" in line for line in lines)  # a 1.01x model is the student's own size, not a teacher
+    assert lines[-1].startswith("  more: --explain")
+
+
+def test_the_answer_comes_first_for_a_scratch_student_with_tokens(capsys):
+    lines = text_of(capsys, "--student", "1B", "--init", "scratch", "--tokens", "20x")
+    assert " ".join(lines[:2]).replace("     ", " ") == (
+        "1B total student (scratch, 20B tokens): distil from pythia-12b (11.3B nonembed / 11.8B total, 12x): "
+        "Busbridge et al.'s law, the one for scratch students.")
+    assert lines[2] == "Pruned students: pythia-2.8b by Zhang et al. (ideal 2.5B total, 2.5x the student)."
+    # every size says its measure: the two laws count differently
+    assert "law's teacher 56.3B nonembed, no interval" in lines[3]
+
+
+def test_a_budget_answer_says_what_it_answers(capsys):
+    lines = text_of(capsys, "--student", "1.3B", "--init", "scratch", "--teacher-cost", "pretraining", "--budget", "1e22")
+    first = " ".join(line.strip() for line in lines[:4])
+    assert first.startswith("1.3B total student (scratch), 1e22 FLOPs including the teacher's pretraining: train the "
+                            "student alone: distillation does not pay (2.119 eval_loss alone vs 2.134 at best distilled: "
+                            "a 6.64B nonembed teacher (nearest: pythia-6.9b) pretrained on 114B tokens, the student "
+                            "distilled on 833B)")
+    assert "  optimal teacher at the given tokens (26B): 75.2B nonembed" in lines
+
+
+def test_far_outside_the_law_the_warning_comes_first(capsys):
+    lines = text_of(capsys, "--student", "1.3B", "--law", "cpu-demo")
+    assert lines[0].startswith("warning: far outside the law: the student (1.3B total) is 8,700x the largest")
+    assert lines[2].startswith("1.3B student (pruned): distil from pythia-2.8b (2.78B, 2.1x): the CPU demo law")
+
+
+def test_explain_holds_every_law_in_full(capsys):
+    lines = text_of(capsys, "--student", "1.3B", "--explain")
+    assert lines.index("[headline] Zhang et al. (law of capacity gap): zhang2023") > lines.index("")
+    assert any(line.startswith("[also] Busbridge et al.") for line in lines)
+    assert any(line.startswith("strategies by the headline law") for line in lines)
+    assert all(len(line) <= 100 for line in lines)
+
+
+def test_a_shipped_law_by_name_answers_alone_and_student_sizes_are_total():
+    alone = recommend("1B", law="busbridge2025")
+    both = recommend("1B")
+    assert [a.law.source for a in alone.by_law] == ["busbridge2025"] and alone.init == "scratch"
+    assert alone.given_measure == "total"  # the same flag means the same thing whatever the law
+    assert alone.teacher_params == both.by_law[1].teacher_params
+    assert alone.student_params == both.by_law[1].student_params < 1e9
+
+
+def test_tokens_per_parameter_form_and_the_token_range_check():
+    rec = recommend("1B", tokens="20x")
+    assert rec.tokens == 20_000_000_000 and rec.tokens_rule == "given: 20 per student parameter"
+    busbridge = rec.by_law[1]
+    assert "tokens inside the law's a few billion (taken as 2B) to 512B" in busbridge.applies.reasons
+    many = recommend("1B", tokens="1000x").by_law[1]  # 1T tokens: beyond the law's 512B
+    assert any(w.startswith("law fitted on a few billion (taken as 2B) to 512B distillation tokens") for w in many.warnings)
+
+
+def test_a_law_fitted_on_runs_without_tokens_is_asked_without(tmp_path):
+    from capgap.laws.base import StudentOptimum
+
+    optimum = StudentOptimum(family="resnet", student_params=1_000_000, teacher_params=2.5e6)
+    file = make_file(optima=[optimum], student_range=[1e5, 1e7])
+    rec = recommend("1M", law=file, ladder="none")
+    head, busbridge = rec.by_law[0], rec.by_law[2]
+    assert head.tokens_per_param is None and rec.tokens_rule.startswith("unknown")
+    assert any(n.startswith("tokens unknown") for n in head.notes)
+    # the published laws say the student is not a language model, and the embedding share is a warning
+    assert busbridge.applies.inside is False
+    assert any(w.startswith("law fitted on transformer language models; the runs of python object are resnet models")
+               for w in busbridge.warnings)
+    assert any("an embedding share has no meaning for these models" in w for w in busbridge.warnings)
+
+
+def test_brute_force_names_one_candidate_once():
+    rec = recommend("1.3B", ladder="gpt2", law="zhang2023")
+    search = strategy(rec, "brute_force_search")
+    assert search.description == "distil from the one gpt2 model larger than the student (gpt2-xl)"
 
 
 def test_plots_do_not_import_the_recommender():
@@ -523,6 +615,8 @@ def test_evidence_sets_observations_beside_each_law():
     assert minima["busbridge2025"].verdict == "cannot say" and "too shallow" in minima["busbridge2025"].why
     assert found[("Minitron", "Minitron-4B", "retraining_quality")]["zhang2023"].verdict == "disagrees"
     assert {v.verdict for v in found[("TAKD", "plainCNN-2", "cifar100_top1")].values()} == {"cannot say"}
+    assert not any("seed" in c.source for c in evidence())  # citations, not internal source tags
+    assert evidence()[0].source.startswith("Zhang et al., arXiv 2311.07052 (MiniMA), Table 4")
 
 
 def test_version_and_a_closed_pipe(run_cli):
