@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 
 
+# How each observation was read (the table's quality column), in words.
+QUALITY = {"seed": "as read from secondary slides, not the paper's own table", "primary": "from the paper"}
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("evidence", help="published teacher-size comparisons beside each law's prediction")
     parser.add_argument("--tolerance", type=float, default=0.01, metavar="NATS",
@@ -24,7 +28,7 @@ def evidence_command(args: argparse.Namespace) -> int:
         return 0
     for c in found:
         print(f"{c.study}: {c.student} ({c.student_init}), {c.metric}; teachers {', '.join(c.teachers)}; "
-              f"best observed: {c.observed_best} [{c.quality}: {c.source}]")
+              f"best observed: {c.observed_best} [{c.source}; {QUALITY.get(c.quality, c.quality)}]")
         for v in c.verdicts:
             print(f"  {v.law:<14} {v.verdict:<11} {v.why}")
     return 0
