@@ -680,11 +680,17 @@ def _with_seeds(chosen, targets, runs, seed, size_measure) -> list[PlannedRun]:
 
 
 def write_plan_csv(plan: Plan, path: str | Path) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(PLAN_COLUMNS)
-        for run in plan.runs:
-            writer.writerow([run.student_params, run.teacher_params, run.teacher, run.tokens, run.seed])
+    """The plan as PLAN.csv, whole or not at all (capgap.output)."""
+    import io
+
+    from capgap.output import write_output
+
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(PLAN_COLUMNS)
+    for run in plan.runs:
+        writer.writerow([run.student_params, run.teacher_params, run.teacher, run.tokens, run.seed])
+    write_output(path, text.getvalue(), what="plan")
 
 
 def read_plan_csv(path: str | Path) -> list[PlannedRun]:

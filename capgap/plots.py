@@ -14,7 +14,6 @@ users can find them.
 
 from __future__ import annotations
 
-import os
 import textwrap
 from collections import defaultdict
 from collections.abc import Sequence
@@ -44,27 +43,29 @@ _SIZE_WORD = {"total": "total parameters", "nonembed": "non-embedding parameters
 
 
 def figure_format(path: str | Path) -> str:
-    """'png', 'svg' or 'pdf' from a figure path; anything else is bad input."""
+    """'png', 'svg' or 'pdf' from a figure path (png for a device or pipe without one); anything else is bad input.
+
+    A path that cannot be written is refused here too (capgap.output.check_output), before any drawing.
+    """
+    from capgap.output import check_output, writes_through
+
+    check_output(path, what="figure")
     fmt = Path(path).suffix.lower().lstrip(".")
+    if not fmt and writes_through(path):  # --out /dev/stdout, /dev/null
+        fmt = "png"
     if fmt not in FIGURE_FORMATS:
         raise InputError(f"figure format {fmt or '(none)'!r} is not supported; end --out with "
                          f"{', '.join('.' + f for f in FIGURE_FORMATS)}", where=str(path))
-    if not Path(path).parent.resolve().is_dir():
-        raise InputError("the folder of the figure does not exist", where=str(path))
     return fmt
 
 
 def save_figure(figure: Figure, path: str | Path) -> Path:
-    """Write the figure by its extension, whole or not at all (tmp file, then rename)."""
+    """Write the figure by its extension, whole or not at all (capgap.output.write_output)."""
+    from capgap.output import write_output
+
     path = Path(path)
     fmt = figure_format(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        figure.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise InputError(f"cannot write the figure ({exc.strerror or exc})", where=str(path)) from None
+    write_output(path, lambda handle: figure.savefig(handle, format=fmt, dpi=150, bbox_inches="tight"), what="figure")
     return path
 
 

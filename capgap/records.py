@@ -148,17 +148,45 @@ class RunRecord(BaseModel):
         return getattr(self, f"{which}_params")
 
 
+class FailedRun(BaseModel):
+    """A run that `capgap measure` started but could not finish (a non-finite loss, an error in training).
+
+    The store keeps it beside the run records, so a rerun knows it was tried; every reader
+    skips it (and counts it in a warning), and `capgap measure --retry-failed` runs it again.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    status: Literal["failed"] = "failed"
+    run_id: str
+    reason: str  # one line: what went wrong, where (e.g. 'loss is nan at step 12 of 40')
+    config: dict[str, Any]  # what the run was: teacher, student target, init, recipe
+    created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
 def record_from_dict(data: dict[str, Any], *, where: str) -> RunRecord:
     """Validate a dict into a RunRecord, turning errors into one InputError line."""
+    return _validated(RunRecord, data, where=where)
+
+
+def _validated(model: type[BaseModel], data: dict[str, Any], *, where: str, what: str = "") -> Any:
     from pydantic import ValidationError
 
     try:
-        return RunRecord.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "record"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise InputError(f"{field}: {first['msg']}{more}", where=where) from None
+        raise InputError(f"{what}{field}: {first['msg']}{more}", where=where) from None
+
+
+def stored_from_dict(data: dict[str, Any], *, where: str) -> RunRecord | FailedRun:
+    """A store line's object: a failed run (``"status": "failed"``) or a run record, as one InputError line."""
+    if data.get("status") == "failed":
+        return _validated(FailedRun, data, where=where, what="failed run: ")
+    return record_from_dict(data, where=where)
 
 
 def ids_hash(run_ids: "Iterable[str]") -> str:

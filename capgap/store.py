@@ -1,28 +1,33 @@
 """The run store: an append-only JSONL file of RunRecords, safe for many writers.
 
-Appends take a file lock, skip run ids already present, and write each record
-as one line in one write() call followed by fsync, so concurrent sweeps never
-interleave and a killed writer leaves at most one torn last line, which load()
-reports and skips. A store object remembers the run ids it has read and where
+Appends lock the store file itself (flock: nothing is left beside it), skip
+run ids already present, and write each record as one line in one write() call
+followed by fsync, so concurrent sweeps never interleave and a killed writer
+leaves at most one torn last line, which readers skip with a warning and the
+next append removes. Reading follows one policy for every verb
+(capgap.run_reader). A store object remembers the run ids it has read and where
 it stopped, so each append reads only the lines added since (by anyone): a long
 sweep's appends stay cheap.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from filelock import FileLock
 
 from capgap.errors import InputError
-from capgap.records import RunRecord, record_from_dict
+from capgap.output import check_output, write_output
+from capgap.records import FailedRun, RunRecord, record_from_dict
+from capgap.run_reader import RunTable, TornLineWarning  # noqa: F401 (TornLineWarning: part of this module's face)
 from capgap.sizes import parse_size
 
 # Columns of the CSV import/export format besides metric columns.
@@ -34,53 +39,77 @@ TEXT_COLUMNS = ("run_id", "family", "student_init", "source", "created_at")
 KNOWN_COLUMNS = set(SIZE_COLUMNS) | set(INT_COLUMNS) | set(FLOAT_COLUMNS) | set(TEXT_COLUMNS) | {"extra"}
 
 
-class TornLineWarning(UserWarning):
-    """A JSONL line that is not a whole record (a writer was killed mid-write)."""
-
-
 class RunStore:
     """Append-only JSONL store of RunRecords at ``path``."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._lock = FileLock(str(self.path) + ".lock")
         # Run ids in the file up to byte _offset: an append reads only what others added since.
         self._ids: set[str] = set()
         self._offset = 0
 
     # -- writing ---------------------------------------------------------
-    def append(self, record: RunRecord) -> bool:
-        """Append one record; False when its run id is already stored."""
+    def append(self, record: RunRecord | FailedRun) -> bool:
+        """Append one record (or failed run); False when its run id is already stored as finished."""
         return self.extend([record]) == 1
 
-    def extend(self, records: Iterable[RunRecord]) -> int:
-        """Append records whose run ids are new; returns how many were written."""
+    def extend(self, records: Iterable[RunRecord | FailedRun]) -> int:
+        """Append records whose run ids are not stored as finished; returns how many were written.
+
+        A failed run (capgap.records.FailedRun) is appended beside the finished ones; a later
+        record of its run id supersedes it.
+        """
         records = list(records)
+        if not records:
+            return 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._lock:
+            with self._locked() as fd:
+                self._drop_torn_tail(fd)
                 existing = self._stored_ids()
                 lines = []
                 for record in records:
                     if record.run_id in existing:
                         continue
-                    existing.add(record.run_id)
+                    if isinstance(record, RunRecord):
+                        existing.add(record.run_id)
                     lines.append(record.model_dump_json() + "\n")
-                if not lines:
-                    return 0
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-                try:
-                    # A torn tail from a killed writer must not swallow our first record.
-                    if os.fstat(fd).st_size and not self._ends_with_newline():
-                        lines[0] = "\n" + lines[0]
+                if lines:
                     os.write(fd, "".join(lines).encode())
                     os.fsync(fd)
-                finally:
-                    os.close(fd)
                 return len(lines)
         except OSError as exc:  # permission, a file where a folder should be, a full disk
             raise InputError(f"run store is not writable ({exc.strerror or exc}); choose a path you can write",
                              where=str(self.path)) from None
+
+    @contextmanager
+    def _locked(self) -> Iterator[int]:
+        """The store opened for appending, under an exclusive lock on the file itself (released on close)."""
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _drop_torn_tail(self, fd: int) -> None:
+        """Cut a torn last line (its writer was killed: we hold the lock) so that it never ends up mid-file."""
+        size = os.fstat(fd).st_size
+        if not size or os.pread(fd, 1, size - 1) == b"\n":
+            return
+        start = max(0, size - (1 << 20))
+        chunk = os.pread(fd, size - start, start)
+        cut = start + chunk.rfind(b"\n") + 1 if b"\n" in chunk else 0
+        tail = os.pread(fd, size - cut, cut)
+        try:
+            json.loads(tail)  # a whole record that only lacks its newline (an edited file) is kept
+            os.write(fd, b"\n")
+            return
+        except ValueError:
+            pass
+        os.ftruncate(fd, cut)
+        warnings.warn(f"{self.path}: removed a torn last line ({len(tail)} bytes; its writer was killed "
+                      "mid-write) before appending", TornLineWarning, stacklevel=4)
 
     def _stored_ids(self) -> set[str]:
         """Run ids in the file, reading only the bytes added since the last call (call under the lock)."""
@@ -101,48 +130,29 @@ class RunStore:
         self._offset += len(whole)
         return self._ids
 
-    def _ends_with_newline(self) -> bool:
-        with open(self.path, "rb") as handle:
-            handle.seek(-1, os.SEEK_END)
-            return handle.read(1) == b"\n"
-
     # -- reading ---------------------------------------------------------
-    def load(self, *, strict: bool = False) -> list[RunRecord]:
-        """All records. A torn line is warned about and skipped (strict: an error)."""
+    def table(self, *, strict: bool = False) -> RunTable:
+        """The store read by capgap.run_reader's policy, with what was skipped (nothing warned yet)."""
         if not self.path.exists():
             raise InputError("run store not found", where=str(self.path))
-        return self._read(strict=strict)
+        table = RunTable(strict=strict)
+        table.add_jsonl(self.path)
+        return table
 
-    def _read(self, *, strict: bool) -> list[RunRecord]:
-        records: list[RunRecord] = []
-        seen: dict[str, int] = {}
-        with open(self.path, encoding="utf-8") as handle:
-            lines = handle.read().split("\n")
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            where = f"{self.path}:{number}"
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError:
-                message = "torn or invalid JSON line (a writer killed mid-write?); it is skipped"
-                if strict:
-                    raise InputError("torn or invalid JSON line; each line must be one JSON run record", where=where) from None
-                warnings.warn(f"{where}: {message}", TornLineWarning, stacklevel=3)
-                continue
-            if not isinstance(data, dict):
-                raise InputError("line is not a JSON object; each line must be one run record", where=where)
-            record = record_from_dict(data, where=where)
-            if record.run_id in seen:
-                if strict:
-                    raise InputError(f"duplicate run_id {record.run_id} (first at line {seen[record.run_id]})", where=where)
-                continue
-            seen[record.run_id] = number
-            records.append(record)
-        return records
+    def load(self, *, strict: bool = False) -> list[RunRecord]:
+        """The finished runs; a torn last line, exact repeats and failed runs are skipped with a warning each."""
+        table = self.table(strict=strict)
+        table.warn()
+        return table.records
 
     def run_ids(self) -> set[str]:
         return {r.run_id for r in self.load()} if self.path.exists() else set()
+
+    def failed(self) -> dict[str, FailedRun]:
+        """Failed runs not since finished, by run id (none when there is no store yet)."""
+        if not self.path.exists():
+            return {}
+        return {run_id: failed for run_id, (_, failed) in self.table().failed.items()}
 
     def frame(self) -> pd.DataFrame:
         return records_frame(self.load())
@@ -166,7 +176,7 @@ def _line_run_id(line: str, *, where: str) -> str | None:
         data = json.loads(line)
     except json.JSONDecodeError:
         return None  # torn: load() reports it
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or data.get("status") == "failed":  # a failed run is not a finished one
         return None
     return data.get("run_id") or record_from_dict(data, where=where).run_id
 
@@ -182,20 +192,13 @@ def records_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
 
 
 def write_csv_runs(records: Sequence[RunRecord], path: str | Path) -> None:
-    """Write records in the CSV import format (extra as a JSON column)."""
-    folder = Path(path).parent
-    if not folder.is_dir():
-        raise InputError(f"output folder {folder} does not exist; create it or give a path in an existing folder",
-                         where=str(path))
-    if not os.access(folder, os.W_OK):
-        raise InputError(f"output folder {folder} is not writable; give a path you can write", where=str(path))
+    """Write records in the CSV import format (extra as a JSON column), whole or not at all (capgap.output)."""
+    check_output(path, what="CSV")
     frame = records_frame(records)
     if not frame.empty:
         frame["created_at"] = [r.created_at.isoformat() for r in records]
         frame["extra"] = [json.dumps(r.extra, sort_keys=True) if r.extra else "" for r in records]
-    tmp = Path(str(path) + ".tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)  # never leave a half-written CSV
+    write_output(path, frame.to_csv(index=False), what="CSV")
 
 
 def _cell_number(text: str, *, column: str, where: str) -> float:
@@ -221,13 +224,20 @@ def read_csv_table(path: str | Path, *, expected: str, nrows: int | None = None)
         raise InputError(f"cannot read as CSV ({exc.__class__.__name__}: {exc})", where=str(path)) from None
 
 
-def read_csv_runs(path: str | Path) -> list[RunRecord]:
-    """Parse a CSV in the import format into records (all rows or an error).
+def read_csv_runs(path: str | Path, *, strict: bool = False) -> list[RunRecord]:
+    """Parse a CSV in the import format into records (all rows or an error; exact repeats kept once, warned).
 
     Required: student_params, teacher_params and at least one metric column.
     Unknown numeric columns are metrics; unknown text columns go to ``extra``.
     """
-    path = Path(path)
+    table = RunTable(strict=strict)
+    _add_csv(table, Path(path))
+    table.warn()
+    return table.records
+
+
+def _add_csv(runs: RunTable, path: Path) -> None:
+    """Every row of a CSV run table into ``runs`` (capgap.run_reader's duplicate policy)."""
     if not path.is_file():
         raise InputError("file not found", where=str(path))
     table = read_csv_table(path, expected="a header with student_params,teacher_params and a metric column")
@@ -240,16 +250,9 @@ def read_csv_runs(path: str | Path) -> list[RunRecord]:
         raise InputError("no metric column (e.g. eval_loss); unknown numeric columns are taken as metrics", where=str(path))
     if table.empty:
         raise InputError("no rows; expected one row per run", where=str(path))
-    records, seen = [], {}
     for number, row in enumerate(table.to_dict("records"), start=2):  # line 1 is the header
         where = f"{path}:{number}"
-        record = record_from_dict(_row_to_record(row, metric_columns, candidates, where), where=where)
-        if record.run_id in seen:
-            raise InputError(f"duplicate run_id {record.run_id} (same configuration as line {seen[record.run_id]}); "
-                             "add a run_id or seed column to tell them apart", where=where)
-        seen[record.run_id] = number
-        records.append(record)
-    return records
+        runs.add(record_from_dict(_row_to_record(row, metric_columns, candidates, where), where=where), where)
 
 
 def _numeric_column(column: pd.Series) -> bool:
@@ -293,24 +296,32 @@ def _row_to_record(row: dict[str, str], metric_columns: list[str], candidates: l
     return data
 
 
-def load_runs(paths: str | Path | Sequence[str | Path], *, strict: bool = False) -> list[RunRecord]:
-    """Read runs from .jsonl stores and/or .csv files (duplicates across files kept once)."""
+def read_runs(paths: str | Path | Sequence[str | Path], *, strict: bool = False) -> RunTable:
+    """Runs from .jsonl stores and/or .csv files by one policy (capgap.run_reader), nothing warned yet."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    records: dict[str, RunRecord] = {}
+    table = RunTable(strict=strict)
     for path in paths:
         path = Path(path)
         if not path.exists():
             raise InputError("file not found; give a .jsonl run store or a .csv run table", where=str(path))
         if path.suffix.lower() == ".csv":
-            batch = read_csv_runs(path)
+            _add_csv(table, path)
         elif path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
             if path.stat().st_size == 0:
                 raise InputError("empty file; a run store holds one JSON record per line", where=str(path))
-            batch = RunStore(path).load(strict=strict)
+            table.add_jsonl(path)
         else:
             raise InputError("unknown run file type; accepted: .jsonl (run store) or .csv (run table)", where=str(path))
-        for record in batch:
-            records.setdefault(record.run_id, record)
-    return list(records.values())
+    return table
+
+
+def load_runs(paths: str | Path | Sequence[str | Path], *, strict: bool = False) -> list[RunRecord]:
+    """The finished runs of .jsonl stores and/or .csv files; what was skipped is warned once per kind.
+
+    Exact repeats (within or across files) are kept once; a conflicting repeat is an error naming both lines.
+    """
+    table = read_runs(paths, strict=strict)
+    table.warn()
+    return table.records
 

@@ -96,5 +96,5 @@ def test_nothing_half_written_on_bad_import(tmp_path, run_cli):
 def test_export_to_a_missing_folder_is_one_line_and_exit_2(tmp_path, run_cli):
     (tmp_path / "a.csv").write_text(GOOD_CSV)
     result = run_cli("runs", "export", tmp_path / "a.csv", "--csv", tmp_path / "missing" / "x.csv")
-    assert_one_line_error(result, "output folder", "does not exist", "x.csv")
+    assert_one_line_error(result, "folder of the CSV", "does not exist", "x.csv")
     assert not (tmp_path / "missing").exists()

@@ -35,16 +35,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def fit_command(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from capgap.errors import InputError
     from capgap.lawfit import fit_law
     from capgap.laws.base import save_law
+    from capgap.output import check_output
     from capgap.store import load_runs
 
-    if args.out and not Path(args.out).resolve().parent.is_dir():  # refuse before minutes of fitting, not after
-        raise InputError("the folder to write the law file in does not exist; create it or choose another --out",
-                         where=args.out)
+    if args.out:  # refuse before minutes of fitting, not after
+        check_output(args.out, what="law file")
     law = fit_law(load_runs(args.runs), law=args.law, metric=args.metric, higher_is_better=args.higher_is_better,
                   size_measure=args.size, family=args.family, bootstrap=args.bootstrap, seed=args.seed,
                   student_init=args.student_init)

@@ -39,15 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def plan_command(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from capgap.errors import InputError
+    from capgap.output import check_output
     from capgap.plan import plan_runs, write_plan_csv
     from capgap.store import load_runs
 
-    if args.out and not Path(args.out).resolve().parent.is_dir():
-        raise InputError("the folder to write the plan in does not exist; create it or choose another --out",
-                         where=args.out)
+    if args.out:  # refuse before the planning, not after
+        check_output(args.out, what="plan")
     runs = load_runs(args.runs) if args.runs else []
     plan = plan_runs(runs, args.student, args.teachers, args.runs_budget, flops_budget=args.flops_budget,
                      tokens=args.tokens, law=args.law, target_width=args.target_width, seed=args.seed,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from capgap.shipped import shipped_path
-from capgap.store import RunStore, load_runs, records_frame, write_csv_runs
+from capgap.errors import InputError
+from capgap.store import RunStore, load_runs, read_runs, records_frame, write_csv_runs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,7 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def summary_line(path: str) -> str:
     from capgap.groups import nominal_sizes
 
-    records = load_runs([path], strict=True)
+    table = read_runs([path], strict=True)  # a torn line or a repeated run is an error here
+    records = table.records
+    if not records:
+        raise InputError(f"no finished runs ({len(table.failed)} failed)", where=path)
+    failed = f" (and {len(table.failed)} failed, skipped by every reader)" if table.failed else ""
     # Students cut to one target from different teachers differ by a few parameters: counted as `fit` groups them.
     students = sorted(set(nominal_sizes([r.student_params for r in records]).values()))
     teachers = sorted({r.teacher_params for r in records})
@@ -43,7 +48,7 @@ def summary_line(path: str) -> str:
     families = sorted({r.family for r in records})
     from capgap.sizes import format_size
 
-    return (f"{path}: ok, {len(records)} runs; families {', '.join(families)}; "
+    return (f"{path}: ok, {len(records)} runs{failed}; families {', '.join(families)}; "
             f"{len(students)} student sizes ({format_size(students[0])}-{format_size(students[-1])}), "
             f"{len(teachers)} teacher sizes ({format_size(teachers[0])}-{format_size(teachers[-1])}); "
             f"metrics {', '.join(metrics)}")

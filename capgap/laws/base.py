@@ -284,22 +284,13 @@ def load_law(path: str | Path) -> Law:
 
 
 def save_law(law: Law, path: str | Path) -> None:
-    """Write the law file atomically: a temporary file beside it, flushed, then renamed over it.
+    """Write the law file whole or not at all (capgap.output: atomic for files, written through for devices).
 
     A fit killed while writing leaves the old file (or none) and no half-written one.
     """
-    import os
+    from capgap.output import write_output
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w") as handle:
-            handle.write(law.file.model_dump_json(indent=2) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_output(path, law.file.model_dump_json(indent=2) + "\n", what="law file")
 
 
 def _import_families(wanted: str | None = None) -> None:

@@ -27,6 +27,7 @@ from capgap.measure.models import FAMILIES, new_model, param_count, parse_spec, 
 from capgap.measure.tokenizer import encode, gpt2_tokenizer, train_bpe
 from capgap.measure.config import LadderConfig
 from capgap.measure.train import plan_steps, resolve_device, train
+from capgap.output import check_output_folder, write_output
 from capgap.store import read_csv_table
 
 LADDER_CSV = "ladder.csv"
@@ -49,6 +50,7 @@ class Rung(BaseModel):
 
 
 def _writable_dir(out: Path) -> None:
+    check_output_folder(out, what="ladder folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -102,9 +104,7 @@ def inversion_warnings(rungs: list[Rung]) -> list[str]:
 
 def _write_ladder(out: Path, rungs: list[Rung]) -> None:
     table = pd.DataFrame([r.model_dump() for r in mark_inversions(rungs)], columns=[*LADDER_COLUMNS, QUALITY_COLUMN])
-    tmp = out / (LADDER_CSV + ".tmp")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, out / LADDER_CSV)
+    write_output(out / LADDER_CSV, table.to_csv(index=False), what="ladder table")
 
 
 def _ladder_tokenizer(out: Path, kind: str, train_text: str, vocab_size: int):  # noqa: ANN202

@@ -13,7 +13,6 @@ The whole job is one plain ``MeasureConfig`` (capgap.measure.config).
 
 from __future__ import annotations
 
-import os
 import platform
 import subprocess
 import time
@@ -36,6 +35,7 @@ from capgap.measure.precheck import check_sweep
 from capgap.measure.tokenizer import encode, require_same_tokenizer, vocab_fingerprint
 from capgap.measure.parallel import close_distributed, init_distributed
 from capgap.measure.train import TrainConfig, plan_steps, resolve_device, train
+from capgap.output import check_output
 from capgap.records import RunRecord, run_id_for
 from capgap.sizes import distill_flops, format_size, parse_size
 from capgap.store import RunStore
@@ -188,12 +188,7 @@ def hardware(device: torch.device) -> str:
 
 def _check_store_writable(path: Path) -> None:
     """Refuse a store we could not append to, before any run (nothing is created here)."""
-    existing = path.parent
-    while not existing.exists():
-        existing = existing.parent
-    writable = existing.is_dir() and os.access(existing, os.W_OK) and not path.is_dir()
-    if not writable or (path.exists() and not os.access(path, os.W_OK)):
-        raise InputError("run store is not writable; choose a file path in a folder you can write", where=str(path))
+    check_output(path, what="run store", make_folders=True)
 
 
 @dataclass
