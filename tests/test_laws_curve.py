@@ -294,6 +294,9 @@ def test_interval_coverage_is_roughly_nominal():
     assert 0.78 <= hits / draws <= 0.99  # 0.90 +- 3 binomial standard errors
 
 
+FIT_POINT_REL, FIT_INTERVAL_REL = 1e-4, 1e-3  # what a refit on another machine must agree to (see below)
+
+
 def test_shipped_cpu_demo_law_is_what_its_documented_refit_command_writes():
     # README and capgap/lawfiles.py: capgap fit data/runs/shakespeare-study.jsonl --law ratio --init pruned
     from capgap.lawfiles import SHIPPED_LAWS  # noqa: F401  (the shipped names live there)
@@ -304,8 +307,13 @@ def test_shipped_cpu_demo_law_is_what_its_documented_refit_command_writes():
     runs = load_runs([shipped_law_path("cpu-demo").parent.parent / "runs" / "shakespeare-study.jsonl"])
     refit = fit_law(runs, law="ratio", student_init="pruned", bootstrap=1000, seed=0)
     assert shipped.file.fitted and shipped.file.runs_hash == refit.file.runs_hash
-    assert refit.file.coefficients["r"] == pytest.approx(shipped.file.coefficients["r"], rel=1e-9)
-    assert refit.file.intervals["r"] == pytest.approx(shipped.file.intervals["r"], rel=1e-9)
+    # At the precision the estimator has, not at the last bits of one machine's BLAS: the point is a bounded
+    # search stopped at its tolerance (another machine's summation order moves it by ~1.5e-6 relative), so
+    # rel 1e-4; each interval end is an order statistic of 1000 bootstrap refits, each as precise as the
+    # point, and a refit moving past its neighbour moves the end by their gap, so rel 1e-3. Both are far
+    # inside the interval's own width (tens of percent), so a real change of the fit still fails here.
+    assert refit.file.coefficients["r"] == pytest.approx(shipped.file.coefficients["r"], rel=FIT_POINT_REL)
+    assert refit.file.intervals["r"] == pytest.approx(shipped.file.intervals["r"], rel=FIT_INTERVAL_REL)
 
 
 def test_a_decade_wide_ladder_of_four_teachers_warns_that_its_far_shape_goes_unchecked():
