@@ -133,13 +133,8 @@ def _nonnegative_fit(groups: RunGroups, left: np.ndarray, right: np.ndarray, y: 
     return fitted, best
 
 
-def profile(groups: RunGroups, log_location: np.ndarray, curve: np.ndarray, y: np.ndarray, delta: float) -> Profile:
-    """The profiled model at B search points: ``log_location`` (B, G), the curves' shape ``curve`` (B, 5)
-    (w and alpha of ``shape_curve`` left of the optimum, ln of the left/right curvature ratio, NaN: a free
-    ratio per group, then w and alpha right of it) and data ``y`` (n,) or (B, n). ``delta``: the Huber
-    constant in metric units (inf: least squares).
-    """
-    u = groups.log_teacher[None, :] - groups.per_run(log_location)
+def _design(u: np.ndarray, curve: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The columns the left and right curvatures multiply at offsets ``u`` (B, n) from the optimum."""
     is_left = u < 0.0
     h = np.where(is_left, shape_curve(u, curve[:, 0], curve[:, 1]), shape_curve(u, curve[:, 3], curve[:, 4]))
     shared = np.isfinite(curve[:, 2])[:, None]
@@ -148,8 +143,17 @@ def profile(groups: RunGroups, log_location: np.ndarray, curve: np.ndarray, y: n
     # The shared ratio turns on smoothly across the optimum (over ASYMMETRY_BLEND in ln units): a hard
     # kink makes the likelihood of the location irregular and its intervals too narrow.
     blend = np.exp(log_ratio * _sigmoid(-u / ASYMMETRY_BLEND)) if ASYMMETRY_BLEND > 0 else np.exp(log_ratio * is_left)
-    left = np.where(shared, h * blend, h * is_left)
-    right = np.where(shared, 0.0, h * ~is_left)
+    return np.where(shared, h * blend, h * is_left), np.where(shared, 0.0, h * ~is_left)
+
+
+def profile(groups: RunGroups, log_location: np.ndarray, curve: np.ndarray, y: np.ndarray, delta: float) -> Profile:
+    """The profiled model at B search points: ``log_location`` (B, G), the curves' shape ``curve`` (B, 5)
+    (w and alpha of ``shape_curve`` left of the optimum, ln of the left/right curvature ratio, NaN: a free
+    ratio per group, then w and alpha right of it) and data ``y`` (n,) or (B, n). ``delta``: the Huber
+    constant in metric units (inf: least squares).
+    """
+    u = groups.log_teacher[None, :] - groups.per_run(log_location)
+    left, right = _design(u, curve)
     y = np.broadcast_to(y, u.shape)
     weight = np.ones_like(u)
     for step in range(_IRLS_STEPS + 1):
@@ -550,13 +554,31 @@ def held_out_loss(groups: RunGroups, log_location: np.ndarray, shape: Sequence[f
     curvatures are refitted (they say nothing about where the optimum is); the loss measures
     how well the predicted location explains the group's curve. Least squares when delta is inf.
     """
-    log_ratio = np.log(asymmetry) if asymmetry else np.nan
-    left, right = far_shapes(shape)
-    curve = np.array([[np.sqrt(left[0]), left[1], log_ratio, np.sqrt(right[0]), right[1]]])
-    fit = profile(groups, log_location[None, :], curve, groups.badness, delta)
+    fit = profile(groups, log_location[None, :], _law_curve(shape, asymmetry), groups.badness, delta)
     residual = groups.badness - fit.fitted[0]
     loss = 0.5 * residual**2 if not np.isfinite(delta) else huber(residual, delta)
     return groups.group_sum(loss)
+
+
+def group_curves(groups: RunGroups, log_location: np.ndarray, shape: Sequence[float] | None,
+                 asymmetry: float | None, delta: float, log_teachers: np.ndarray) -> np.ndarray:
+    """Each group's fitted curve (badness, lower is better) along ``log_teachers`` (K,): (G, K).
+
+    The optimum of each group sits at ``log_location`` (G,), the curves have a law file's far ``shape``
+    and ``asymmetry``; the groups' baselines and curvatures are profiled from their runs (Huber ``delta``).
+    """
+    curve = _law_curve(shape, asymmetry)
+    coefficients = profile(groups, log_location[None, :], curve, groups.badness, delta).coefficients[0]  # (G, 3)
+    left, right = _design(np.asarray(log_teachers, dtype=float)[None, :] - log_location[:, None], np.repeat(
+        curve, log_location.size, axis=0))
+    return coefficients[:, :1] + coefficients[:, 1:2] * left + coefficients[:, 2:3] * right
+
+
+def _law_curve(shape: Sequence[float] | None, asymmetry: float | None) -> np.ndarray:
+    """A law file's far shape and asymmetry as the (1, 5) curve row ``profile`` takes."""
+    log_ratio = np.log(asymmetry) if asymmetry else np.nan
+    left, right = far_shapes(shape)
+    return np.array([[np.sqrt(left[0]), left[1], log_ratio, np.sqrt(right[0]), right[1]]])
 
 
 def far_shapes(shape: Sequence[float] | None) -> tuple[tuple[float, float], tuple[float, float]]:

@@ -134,88 +134,149 @@ def pareto_figure(result: ParetoResult, path: str | Path | None = None) -> Figur
 
 # -- law against runs ----------------------------------------------------------
 
-def law_figure(law: Law, runs: Sequence[RunRecord] | None = None, path: str | Path | None = None) -> Figure:
-    """Two panels. Left: the student metric against teacher size, one curve per
-    student size, with measured points and each per-student optimum (interval;
-    censored ones as arrows). Right: optimal teacher against student size with
-    the law, its band and the reference T* = 2.5·S."""
+def law_figure(law: Law, runs: Sequence[RunRecord] | None = None, path: str | Path | None = None,
+               all_runs: bool = False) -> Figure:
+    """Two panels. Left: the student metric against teacher size: each group's fitted curve through its
+    runs (seeds as points, their mean joined), each per-student optimum on its curve with its interval
+    (censored ones as arrows). Only the runs the law was fitted on are drawn; ``all_runs`` adds the rest,
+    faded. Right: optimal teacher against student size with the law, its band and the reference T* = 2.5·S."""
     if path is not None:
         figure_format(path)
-    figure = _new_figure(14, 5.8)
+    figure = _new_figure(15, 5.8)
     left, right = figure.subplots(1, 2)
-    _student_curves(left, law, list(runs or []))
+    drawn = _student_curves(left, law, list(runs or []), all_runs)
     _optimal_teacher_panel(right, law)
-    figure.suptitle(f"law {law.file.law!r} fitted on {law.file.n_runs} runs ({law.file.metric}, "
-                    f"{law.file.direction} is better)" if law.file.fitted else f"law {law.file.law!r} (reference, no runs)")
+    file = law.file
+    if not file.fitted:
+        title = f"law {file.law!r}: a reference reading, fitted on no runs"
+    else:
+        title = f"law {file.law!r} fitted on {file.n_runs} runs ({file.metric}, {file.direction} is better)"
+    figure.suptitle(title + (f"; drawn: {drawn}" if drawn else ""))
     return _finish(figure, path)
 
 
-def _student_curves(ax: Axes, law: Law, runs: list[RunRecord]) -> None:
+def fitted_runs(law: Law, runs: Sequence[RunRecord]) -> tuple[list[RunRecord], list[RunRecord]]:
+    """The runs of the kind the law was fitted on (its metric, its student inits), and the others."""
+    inits = set(law.file.regime.student_init)
+    mine = [r for r in runs if law.file.metric in r.metrics and (not inits or r.student_init in inits)]
+    chosen = {id(r) for r in mine}
+    return mine, [r for r in runs if id(r) not in chosen]
+
+
+def _student_curves(ax: Axes, law: Law, runs: list[RunRecord], all_runs: bool) -> str:
+    """The left panel; returns what it drew, for the title ('36 runs in 4 groups')."""
     file = law.file
     measure = file.size_measure
-    usable = [r for r in runs if file.metric in r.metrics and r.size("student", measure) and r.size("teacher", measure)]
-    nominal = nominal_sizes([r.size("student", measure) for r in usable] + [o.student_params for o in file.optima],
-                            tolerance=FIGURE_SIZE_TOLERANCE)
-    inits = sorted({r.student_init for r in usable})
-    groups: dict[tuple[int, str], list[tuple[int, float]]] = defaultdict(list)
-    for run in usable:
-        key = (nominal[run.size("student", measure)], run.student_init)
-        groups[key].append((run.size("teacher", measure), run.metrics[file.metric]))
-    colors = _size_colors(sorted(set(nominal.values())))
-    curves: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per student: the curve its optima sit on
-    for (student, init), points in sorted(groups.items(), key=lambda item: (item[0], -len(item[1]))):
-        points.sort()
-        teachers = np.array([t for t, _ in points], dtype=float)
-        values = np.array([v for _, v in points], dtype=float)
-        linestyle, marker = _init_style(init, inits)
-        ax.scatter(teachers, values, color=colors[student], marker=marker, s=22, zorder=3, gid="measured")
-        curve = _metric_curve(law, student, teachers, values)
-        label = f"S = {format_size(student)}" + (f", {init}" if len(inits) > 1 else "")
-        ax.plot(*curve, color=colors[student], linestyle=linestyle, linewidth=1.5, gid="curve", label=label)
-        curves.setdefault(student, curve)  # the group with the most runs comes first
-    for optimum in file.optima:
-        student = nominal[optimum.student_params]
-        if student not in curves and optimum.teachers:  # no runs given: the law's own curve, if it has one
-            curve = _metric_curve(law, student, np.array(optimum.teachers, dtype=float), np.array([]))
-            if curve is not None:
-                ax.plot(*curve, color=colors[student], linewidth=1.5, gid="curve", label=f"S = {format_size(student)}")
-                curves[student] = curve
-        curve = curves.get(student)
-        x = optimum.teacher_params
-        y = None if curve is None else float(np.interp(np.log(x), np.log(curve[0]), curve[1]))
-        _mark_optimum(ax, x, y, optimum, colors[student])
+    mine, others = fitted_runs(law, runs)
+    groups = _groups_of(mine, file)
+    keys = groups.keys if groups else []
+    students = sorted({k.student_params for k in keys} | {o.student_params for o in file.optima})
+    colors = _size_colors(students)
+    inits = sorted({k.student_init for k in keys})
+    curves = _fitted_curves(law, groups)
+    drawn_runs = 0
+    for index, key in enumerate(keys):
+        color = colors[key.student_params]
+        linestyle, marker = _init_style(key.student_init, inits)
+        rows = groups.group == index
+        teachers = np.exp(groups.log_teacher[rows])
+        values = groups.badness[rows] * (1.0 if file.direction == "lower" else -1.0)
+        drawn_runs += int(rows.sum())
+        label = f"S = {format_size(key.student_params)}" + (f", {key.student_init}" if len(inits) > 1 else "")
+        ax.scatter(teachers, values, color=color, marker=marker, s=20, zorder=3, gid="measured")
+        unique = np.unique(teachers)
+        ax.plot(unique, [values[teachers == t].mean() for t in unique], color=color, linestyle=":", linewidth=1,
+                alpha=0.8, gid="mean")
+        curve = curves.get(index)
+        if curve is not None:
+            ax.plot(*curve, color=color, linestyle=linestyle, linewidth=1.8, gid="curve", label=label)
+        optimum = _optimum_of(key, file.optima)
+        if optimum is not None and curve is not None:
+            y = float(np.interp(np.log(optimum.teacher_params), np.log(curve[0]), curve[1]))
+            _mark_optimum(ax, optimum.teacher_params, y, optimum, color)
+    faded = []
+    if all_runs and others:
+        faded = [r for r in others if file.metric in r.metrics and r.size("teacher", measure)]
+        ax.scatter([r.size("teacher", measure) for r in faded], [r.metrics[file.metric] for r in faded], color="0.6",
+                   marker="x", s=14, alpha=0.45, zorder=2, gid="other_runs",
+                   label=f"other runs, not fitted ({', '.join(sorted({r.student_init for r in faded}))})")
     ax.set_xscale("log")
     _label_sizes(ax.xaxis)
     ax.set_xlabel(f"teacher size ({_SIZE_WORD[measure]})")
     ax.set_ylabel(f"student {file.metric} ({file.direction} is better)")
-    ax.set_title("student metric against teacher size")
-    if not groups:
-        ax.text(0.5, 0.5, "no measured runs given (--runs)", transform=ax.transAxes, ha="center", va="center")
+    ax.set_title("student metric against teacher size: fitted curves, runs, optima")
+    if drawn_runs:  # the runs set the scale: a curve's far end may not squash them
+        values = [*(groups.badness * (1.0 if file.direction == "lower" else -1.0)),
+                  *([r.metrics[file.metric] for r in faded] if all_runs and others else [])]
+        low, high = min(values), max(values)
+        pad = 0.08 * (high - low or abs(high) or 1.0)
+        ax.set_ylim(low - pad, high + pad)
+    if not drawn_runs:
+        why = "no runs: a reference law is fitted on none" if not file.fitted else "no measured runs given (--runs)"
+        ax.text(0.5, 0.5, why, transform=ax.transAxes, ha="center", va="center", gid="no_runs")
         ax.tick_params(labelbottom=False, labelleft=False)  # the axes hold nothing to read
     ax.grid(True, which="both", alpha=0.25)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, title="student size")
+    if drawn_runs:
+        ax.scatter([], [], marker="o", color="0.4", s=20, label="runs (each seed a point; dotted: their mean)")
+        ax.errorbar([], [], xerr=[], fmt="*", markersize=11, color="0.4", markeredgecolor="black",
+                    label="optimum on its curve (interval)")
+        _legend_outside(ax, title="student size")
+    extra = f" (+{sum(1 for r in others if file.metric in r.metrics)} other runs faded)" if all_runs and others else ""
+    return f"{drawn_runs} runs in {len(keys)} groups{extra}" if drawn_runs else ""
+
+
+def _groups_of(runs: list[RunRecord], file):  # noqa: ANN001, ANN202 (a LawFile; RunGroups or None)
+    """The runs grouped as the fit groups them, or None when no group has enough teachers."""
+    from capgap.groups import group_runs
+
+    try:
+        return group_runs(runs, file.metric, file.direction, file.size_measure) if runs else None
+    except InputError:
+        return None
+
+
+def _fitted_curves(law: Law, groups) -> dict[int, tuple[np.ndarray, np.ndarray]]:  # noqa: ANN001
+    """Per group index, the fitted model's curve over the group's teachers (never beyond them): the law's
+    optimum and far shape, the group's baseline and curvatures profiled from its runs."""
+    from capgap.fit import HUBER_K
+    from capgap.onestage import group_curves
+
+    file = law.file
+    if groups is None or getattr(file, "bound", None) is not None or not file.diagnostics.model:
+        return {}
+    try:
+        log_location = np.log([law.optimal_teacher(k.student_params, k.tokens).estimate for k in groups.keys])
+    except InputError:
+        return {}
+    grid = np.linspace(groups.log_teacher.min(), groups.log_teacher.max(), 160)
+    noise = file.diagnostics.noise
+    delta = HUBER_K * noise if noise else np.inf
+    fitted = group_curves(groups, log_location, file.diagnostics.shape, file.diagnostics.asymmetry, delta, grid)
+    sign = 1.0 if file.direction == "lower" else -1.0
+    spans = [(np.log(t[0]) - 1e-9, np.log(t[-1]) + 1e-9) for t in groups.teachers]
+    return {g: (np.exp(grid[(grid >= a) & (grid <= b)]), sign * fitted[g][(grid >= a) & (grid <= b)])
+            for g, (a, b) in enumerate(spans)}
+
+
+def _optimum_of(key, optima: Sequence[StudentOptimum]) -> StudentOptimum | None:  # noqa: ANN001 (a GroupKey)
+    """The law file's optimum of a group: same family, init, tokens and (within 2%) student size."""
+    for optimum in optima:
+        if optimum.family == key.family and optimum.student_init in (None, key.student_init) \
+                and (optimum.tokens or None) == key.tokens \
+                and abs(optimum.student_params - key.student_params) <= 0.02 * key.student_params:
+            return optimum
+    return None
+
+
+def _legend_outside(ax: Axes, **kwargs) -> None:  # noqa: ANN003 (legend options)
+    """The legend beside the axes, never over the data."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kwargs)
 
 
 def _init_style(init: str, inits: Sequence[str]) -> tuple[str, str]:
     """Line style and marker of a student initialisation (pruned solid, scratch dashed, ...)."""
     index = list(inits).index(init) if init in inits else 0
     return ("-", "--", ":", "-.")[index % 4], "osD^"[index % 4]
-
-
-def _metric_curve(law: Law, student: int, teachers: np.ndarray,
-                  values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """The law's prediction over the teacher range, else the measured means (None: neither)."""
-    if teachers.size == 0:
-        return None
-    grid = np.geomspace(teachers.min(), teachers.max(), 60)
-    predicted = [law.predict_metric(student, t) for t in grid]
-    if all(p is not None for p in predicted):
-        return grid, np.array(predicted, dtype=float)
-    if values.size == 0:
-        return None
-    unique = np.unique(teachers)
-    return unique, np.array([values[teachers == t].mean() for t in unique])
 
 
 def _mark_optimum(ax: Axes, x: float, y: float | None, optimum: StudentOptimum, color: str) -> None:
@@ -261,11 +322,12 @@ def _optimal_teacher_panel(ax: Axes, law: Law) -> None:
             bars.lines[0].set_gid("optimum")
     students = _student_span(file)
     estimate, low, high = _law_curve(law, students)
-    ax.plot(students, estimate, color="C0", linewidth=2, gid="law", label=f"law {file.law!r}")
+    ax.plot(students, estimate, color="C0", linewidth=3.5, alpha=0.55, gid="law", label=f"law {file.law!r}")
     if np.isfinite(low).any():
         ax.fill_between(students, low, high, where=np.isfinite(low) & np.isfinite(high), color="C0",
                         alpha=0.18, gid="band", label=f"{round(100 * file.level)}% band")
-    ax.plot(students, REFERENCE_RATIO * students, linestyle="--", color="grey", gid="reference",
+    ax.plot(students, REFERENCE_RATIO * students, linestyle=(0, (4, 3)), color="0.25", linewidth=1.2, zorder=4,
+            gid="reference",
             label=f"T* = {REFERENCE_RATIO}·S (reference)")
     if file.student_range:
         ax.axvspan(*file.student_range, color="0.9", zorder=0, gid="fitted_range", label="students fitted on")
@@ -281,7 +343,7 @@ def _optimal_teacher_panel(ax: Axes, law: Law) -> None:
     ax.set_ylabel(f"optimal teacher size ({measure_word})")
     ax.set_title("optimal teacher against student size")
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=8, loc="upper left")
+    _legend_outside(ax)
 
 
 def _law_curve(law: Law, students: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -369,7 +431,7 @@ def _common_metric(runs: Sequence[RunRecord]) -> str:
 # -- from files (what the CLI calls) ------------------------------------------------
 
 def plot_law_file(law: str | Path, runs: Sequence[str | Path] | None = None,
-                  path: str | Path | None = None) -> Figure:
+                  path: str | Path | None = None, all_runs: bool = False) -> Figure:
     """``law_figure`` of a law file ('default': the shipped law) and optional run files."""
     from capgap.lawfiles import resolve_law
     from capgap.store import load_runs
@@ -377,7 +439,7 @@ def plot_law_file(law: str | Path, runs: Sequence[str | Path] | None = None,
     if path is not None:
         figure_format(path)  # refuse a bad --out before loading anything
     resolved, _ = resolve_law(str(law))
-    return law_figure(resolved, load_runs(list(runs)) if runs else None, path)
+    return law_figure(resolved, load_runs(list(runs)) if runs else None, path, all_runs=all_runs)
 
 
 def plot_run_files(runs: Sequence[str | Path], metric: str | None = None, path: str | Path | None = None) -> Figure:

@@ -135,7 +135,8 @@ def _headline(rec: Recommendation, sizes: _Sizes) -> tuple[str, list[str]]:
     optimum = head.compute_optimal
     beside = []
     at_tokens = head.teacher_at_tokens if optimum is not None else head.teacher_params
-    beside.append(f"  optimal teacher at the given tokens ({format_size(rec.tokens)}): {sizes.of(at_tokens, measure)}"
+    which = "given" if rec.tokens_rule.startswith("given") else "default"
+    beside.append(f"  optimal teacher at the {which} tokens ({format_size(rec.tokens)}): {sizes.of(at_tokens, measure)}"
                   + ("" if optimum is not None or not head.nearest else f", nearest {_teacher(head, sizes, rec)}"))
     return line, beside
 

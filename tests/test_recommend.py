@@ -534,7 +534,7 @@ def test_a_budget_answer_says_what_it_answers(capsys):
                             "student alone: distillation does not pay (2.119 eval_loss alone vs 2.134 at best distilled: "
                             "a 6.64B nonembed teacher (nearest: pythia-6.9b) pretrained on 114B tokens, the student "
                             "distilled on 833B)")
-    assert "  optimal teacher at the given tokens (26B): 75.2B nonembed" in lines
+    assert "  optimal teacher at the default tokens (26B): 75.2B nonembed" in lines
 
 
 def test_far_outside_the_law_the_warning_comes_first(capsys):
