@@ -23,7 +23,7 @@ from collections import defaultdict
 
 from pydantic import BaseModel, ConfigDict
 
-from capgap.near_miss import DEFAULT_TOLERANCE
+from capgap.near_miss import DEFAULT_TOLERANCE, check_tolerance
 from capgap.resources import data_path
 from capgap.size_convert import convert_size
 from capgap.sizes import format_size
@@ -102,6 +102,7 @@ def _busbridge(rows: list[dict[str, str]], observed: str, tolerance: float) -> V
 
 def evidence(tolerance: float = DEFAULT_TOLERANCE) -> list[Comparison]:
     """Every comparison in the shipped evidence table with each law's verdict."""
+    tolerance = check_tolerance(tolerance)  # as recommend refuses it
     path = data_path(*EVIDENCE_FILE)
     with path.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))

@@ -11,9 +11,18 @@ import math
 
 from pydantic import BaseModel, ConfigDict
 
+from capgap.errors import InputError
 from capgap.laws.base import Law
 
 DEFAULT_TOLERANCE = 0.01  # nats: a difference in student loss too small to choose a teacher by
+
+
+def check_tolerance(tolerance: float) -> float:
+    """A --tolerance as a float, or one InputError line: it must be a finite positive number."""
+    if isinstance(tolerance, bool) or not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance)
+                                           and tolerance > 0):
+        raise InputError(f"tolerance {tolerance!r} must be a positive number (nats for a loss), e.g. 0.01")
+    return float(tolerance)
 SEARCH_SPAN = 1e4  # the band is searched up to this factor either side of the best teacher
 BISECTIONS = 60
 

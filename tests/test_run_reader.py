@@ -114,3 +114,4 @@ def test_no_lock_file_is_left_after_appends_or_failures(tmp_path, run_cli):
     (tmp_path / "good.csv").write_text("student_params,teacher_params,eval_loss\n1M,10M,3\n")
     assert run_cli("runs", "import", tmp_path / "good.csv", "--store", path).returncode == 0
     assert sorted(os.listdir(tmp_path)) == ["bad.csv", "good.csv", "runs.jsonl"]
+
