@@ -102,11 +102,8 @@ def test_runs_figure_joins_students_pruned_to_one_target_and_splits_inits():
     assert len({line.get_color() for line in lines}) == 1  # one student size, one colour
 
 
-def test_law_figure_panels(runs, law):
-    left, right = law_figure(law, runs).axes[:2]
-    assert n_offsets(with_gid(left, "measured")) == len(runs)
-    assert len(with_gid(left, "optimum")) == 2 and len(with_gid(left, "censored")) == 1
-    assert left.get_xscale() == "log"
+def test_law_figure_right_panel(runs, law):
+    right = law_figure(law, runs).axes[1]
     # right: optima with intervals, the censored one as a marker and an arrow, the law and its band
     assert len(with_gid(right, "optimum")) == 2
     assert len([a for a in with_gid(right, "censored") if hasattr(a, "arrow_patch")]) == 1
@@ -114,16 +111,84 @@ def test_law_figure_panels(runs, law):
     assert np.allclose(line.get_ydata() / line.get_xdata(), 2.0)
     (reference,) = with_gid(right, "reference")
     assert np.allclose(reference.get_ydata() / reference.get_xdata(), REFERENCE_RATIO)
+    assert reference.get_zorder() > line.get_zorder()  # a law near 2.5·S does not hide the reference
     (band,) = with_gid(right, "band")
     low, high = band.get_paths()[0].vertices[:, 1].min(), band.get_paths()[0].vertices[:, 1].max()
     assert low < line.get_ydata().min() and high > line.get_ydata().max()
     assert right.get_xscale() == right.get_yscale() == "log"
 
 
+@pytest.fixture(scope="module")
+def fitted():
+    """A ratio law fitted on pruned runs, and those runs with scratch ones beside them."""
+    from capgap.lawfit import fit_law
+
+    pruned = synthetic_runs(students=STUDENTS, seed=3, repeats=2)
+    scratch = synthetic_runs(students=STUDENTS, seed=4, student_init="scratch")
+    return fit_law(pruned + scratch, law="ratio", bootstrap=50, student_init="pruned"), pruned, scratch
+
+
+def _renderer(figure):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def _outside(figure, legend, ax):
+    renderer = _renderer(figure)
+    return legend.get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1
+
+
+def test_law_figure_draws_each_groups_fitted_curve_through_its_runs(fitted):
+    law, pruned, scratch = fitted
+    figure = law_figure(law, pruned + scratch)
+    left = figure.axes[0]
+    # only the runs the law was fitted on: the pruned ones, each seed a point
+    assert n_offsets(with_gid(left, "measured")) == len(pruned) == law.file.n_runs
+    assert with_gid(left, "other_runs") == []
+    assert f"drawn: {len(pruned)} runs in {len(STUDENTS)} groups" in figure._suptitle.get_text()
+    curves, means = with_gid(left, "curve"), with_gid(left, "mean")
+    assert len(curves) == len(means) == len(STUDENTS)
+    for curve, mean in zip(curves, means):  # the fitted curve passes through the seeds' means
+        predicted = np.interp(np.log(mean.get_xdata()), np.log(curve.get_xdata()), curve.get_ydata())
+        assert np.max(np.abs(predicted - mean.get_ydata())) < 0.02
+    # each optimum sits on its curve, at the curve's lowest point, with its interval
+    stars = with_gid(left, "optimum")
+    assert len(stars) == len([o for o in law.file.optima if not o.censored]) > 0
+    for star in stars:
+        x, y = star.get_xdata()[0], star.get_ydata()[0]
+        curve = min(curves, key=lambda c: abs(np.interp(np.log(x), np.log(c.get_xdata()), c.get_ydata()) - y))
+        assert y == pytest.approx(np.interp(np.log(x), np.log(curve.get_xdata()), curve.get_ydata()))
+        assert y <= curve.get_ydata().min() + 0.002
+    assert all(_outside(figure, ax.get_legend(), ax) for ax in figure.axes[:2])
+
+
+def test_law_figure_all_runs_fades_the_others(fitted):
+    law, pruned, scratch = fitted
+    figure = law_figure(law, pruned + scratch, all_runs=True)
+    left = figure.axes[0]
+    (faded,) = with_gid(left, "other_runs")
+    assert len(faded.get_offsets()) == len(scratch) and faded.get_alpha() < 0.5
+    assert n_offsets(with_gid(left, "measured")) == len(pruned)
+    assert f"+{len(scratch)} other runs faded" in figure._suptitle.get_text()
+
+
 def test_law_figure_without_runs_says_so(law):
     left = law_figure(law).axes[0]
     assert with_gid(left, "measured") == []
     assert any("--runs" in t.get_text() for t in left.texts)
+
+
+def test_reference_law_draws_its_own_curve_and_says_it_has_no_runs():
+    from capgap.lawfiles import resolve_law
+
+    figure = law_figure(resolve_law("default")[0])
+    left, right = figure.axes[:2]
+    assert any("no runs" in t.get_text() for t in left.texts) and "no runs" in figure._suptitle.get_text()
+    (line,), (reference,) = with_gid(right, "law"), with_gid(right, "reference")
+    assert len(line.get_xdata()) > 10 and reference.get_zorder() > line.get_zorder()
 
 
 def test_bad_figure_path_is_refused_before_anything_is_written(tmp_path, runs):

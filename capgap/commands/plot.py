@@ -15,6 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     law.add_argument("law", metavar="LAW.json", help="a law file from `capgap fit --out`, or a shipped law: 'default', 'reference'")
     law.add_argument("--runs", nargs="+", type=shipped_path, metavar="RUNS",
                      help="run files (.jsonl / .csv) or shipped names to draw as measured points")
+    law.add_argument("--all-runs", action="store_true",
+                     help="also draw, faded, the runs the law was not fitted on (e.g. scratch students)")
     law.add_argument("--out", required=True, metavar="FIG", help="figure path: .png, .svg or .pdf")
     law.set_defaults(func=law_command)
 
@@ -28,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def law_command(args: argparse.Namespace) -> int:
     from capgap.plots import plot_law_file
 
-    plot_law_file(args.law, runs=args.runs, path=args.out)
+    plot_law_file(args.law, runs=args.runs, path=args.out, all_runs=args.all_runs)
     print(f"wrote {args.out}")
     return 0
 
