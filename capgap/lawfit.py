@@ -22,7 +22,7 @@ import numpy as np
 
 from capgap.errors import InputError
 from capgap.laws.base import FitOptions, Law, ModelChoice, law_class, registered_families
-from capgap.records import RunRecord, metric_direction
+from capgap.records import RunRecord, metric_direction, unknown_direction_warning
 
 DEFAULT_METRIC = "eval_loss"
 
@@ -56,6 +56,8 @@ def fit_law(runs: Sequence[RunRecord], law: str = "auto", metric: str | None = N
     with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
         _quiet_scipy()
+        if law == "auto" and _one_sided(runs, options):
+            law = "ratio"  # runs that locate no optimum cannot tell families apart: a bound
         choice = compare_families(runs, options) if law == "auto" else None
         fitted = law_class(choice.winner if choice else law).fit(runs, options)
     extra = _run_warnings(runs)
@@ -68,6 +70,18 @@ def fit_law(runs: Sequence[RunRecord], law: str = "auto", metric: str | None = N
     if filters:  # a law fitted on a subset of the runs says which
         file.provenance += f"; only runs with {' and '.join(filters)}"
     return fitted
+
+
+def _one_sided(runs: Sequence[RunRecord], options: FitOptions) -> bool:
+    """Whether every student's best measured teacher sits at the same edge of its ladder (capgap.one_sided)."""
+    from capgap.groups import group_runs
+    from capgap.one_sided import edge_bound
+
+    try:
+        groups = group_runs(runs, options.metric, options.direction, options.size_measure)
+    except InputError:
+        return False  # the family's own fit says what is wrong
+    return edge_bound(groups) is not None
 
 
 def _quiet_scipy() -> None:
@@ -139,8 +153,7 @@ def _direction(metric: str, higher_is_better: bool | None) -> str:
         return "higher" if higher_is_better else "lower"
     known = metric_direction(metric)
     if known is None:
-        warnings.warn(f"direction of metric {metric!r} is unknown; taking lower as better "
-                      "(say --higher-is-better if it is not)", stacklevel=3)
+        warnings.warn(unknown_direction_warning(metric), stacklevel=3)
         return "lower"
     return known
 

@@ -348,12 +348,14 @@ class Bootstrap:
     unconverged: int  # refits that stopped before converging: kept, and reported
 
 
-def bootstrap(groups: RunGroups, point: OneStageFit, n_resamples: int, rng: np.random.Generator) -> Bootstrap:
-    """Residual bootstrap of the whole model (see the module docstring)."""
+def bootstrap(groups: RunGroups, point: OneStageFit, n_resamples: int, rng: np.random.Generator,
+              inflation: float = 1.0) -> Bootstrap:
+    """Residual bootstrap of the whole model (see the module docstring); residuals scaled by sqrt(``inflation``)
+    more where the model does not follow the runs."""
     n = groups.n_runs
     fitted = point.profile.fitted[0]
     residual = groups.badness - fitted
-    residual = (residual - residual.mean()) * np.sqrt(n / point.df)
+    residual = (residual - residual.mean()) * np.sqrt(n / point.df * inflation)
     y = fitted[None, :] + residual[rng.integers(0, n, size=(n_resamples, n))]
     space = point.space
 
@@ -447,7 +449,7 @@ class LikelihoodDraws:
 
 
 def likelihood_draws(groups: RunGroups, point: OneStageFit, n_draws: int, rng: np.random.Generator,
-                     proposals: int = PROPOSALS, rounds: int = SAMPLER_ROUNDS) -> LikelihoodDraws:
+                     proposals: int = PROPOSALS, rounds: int = SAMPLER_ROUNDS, inflation: float = 1.0) -> LikelihoodDraws:
     """Draws of (theta, shape) weighted by the likelihood exp(−(F − F_min) / sigma²).
 
     F is the Huber objective (≈ half the residual sum of squares) with the group baselines and
@@ -457,7 +459,8 @@ def likelihood_draws(groups: RunGroups, point: OneStageFit, n_draws: int, rng: n
     rounds; the draws are a resample of the last round by weight. Their percentiles are
     likelihood intervals that stay honest when the likelihood is skewed or has a second basin,
     at the cost of a few thousand objective evaluations (no refit per resample). The log likelihood
-    is divided by ``likelihood_temper``'s Bartlett-type factor first.
+    is divided by ``likelihood_temper``'s Bartlett-type factor first, and by ``inflation`` where the model
+    does not follow the runs (capgap.lack_of_fit).
     """
     space = point.space
     low, high = space.box()
@@ -466,7 +469,7 @@ def likelihood_draws(groups: RunGroups, point: OneStageFit, n_draws: int, rng: n
         return space.evaluate(groups, phi, groups.badness, point.delta).objective
 
     temper = likelihood_temper(groups, point, rng)
-    sigma2 = point.noise**2 * temper
+    sigma2 = point.noise**2 * temper * inflation
     base = float(point.profile.objective[0])
     mean = point.phi.copy()
     hess = _hessian(objective, mean)

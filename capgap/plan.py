@@ -286,6 +286,8 @@ def _fitted_model(runs, targets_spec, law, metric, size_measure, n_boot, seed, n
     fitted_law = fit_law(runs, law=law, metric=metric, size_measure=size_measure, bootstrap=n_boot, seed=seed)
     file = fitted_law.file
     notes += [f"fit: {w}" for w in file.diagnostics.warnings]
+    if file.bound is not None:  # a one-sided answer has no curve to plan with: the prior brackets the bound
+        raise InputError("every student's best teacher is at the edge of its ladder")
     cls = law_class(file.law)
     if not (isinstance(cls, type) and issubclass(cls, CurveLaw)):
         raise InputError(f"the planner reasons with the one-stage model; the {file.law} law is not one (use --law ratio)")

@@ -106,17 +106,33 @@ def test_censored_optimum_is_one_sided_and_does_not_drag_the_law():
     assert law.file.diagnostics.extend_ladder == ["1 optimum(s) beyond the largest teacher measured: add teachers above 1B"]
 
 
-def test_no_bracketed_optimum_is_refused_with_the_way_to_extend_the_ladder():
+@pytest.mark.parametrize("law_name", ["ratio", "power", "auto"])
+def test_largest_teacher_best_everywhere_gives_a_one_sided_bound_with_the_way_to_extend_the_ladder(law_name):
+    # Every student's best measured teacher is its largest (1.7x, the optimum at 2.5x): the runs say only
+    # that T* is at least 1.7x, and the law says that and no more, whatever family was asked for.
     runs = runs_for(ratio=2.5, multiples=(1.1, 1.3, 1.5, 1.7), noise=0.001)
-    with pytest.raises(InputError, match="brackets the optimum of no student.*add teachers above 850M"):
-        fit_law(runs, law="ratio", bootstrap=50)
+    law = fit_law(runs, law=law_name, bootstrap=50)
+    assert law.file.bound == "at_least" and law.file.law == "ratio"
+    assert law.file.diagnostics.warnings[0].startswith("one-sided answer: the largest teacher tried was the best")
+    assert "at least 1.7x the student" in law.file.diagnostics.warnings[0]
+    assert "add teachers above 850M" in law.file.diagnostics.extend_ladder[0]
+    estimate = law.optimal_teacher(1e9)
+    assert estimate.censored == "at_least" and estimate.high is None
+    assert estimate.low == pytest.approx(1.7e9, rel=1e-6) and estimate.low < 2.5e9  # the bound holds the truth
+    assert all(o.censored == "at_least" and o.high is None for o in law.file.optima)
 
 
 def test_three_runs_of_one_student_are_refused_and_four_give_no_interval():
     # The case: three runs gave r = 4.16 [4.16, 4.16].
-    three = runs_for(ratio=2.5, students=[1e8], multiples=(2.0, 4.0, 8.0), noise=0.002)
+    # Three runs whose best is the smallest teacher: a one-sided answer that holds the truth (2.5x); the noise
+    # cannot be measured, so the bound is taken at the second rung, not at the smallest.
+    three = runs_for(ratio=2.5, students=[1e8], multiples=(3.0, 5.0, 8.0), noise=0.0005, seed=3)
+    bound = fit_law(three, law="ratio")
+    assert bound.file.bound == "at_most" and bound.file.coefficients["r"] == pytest.approx(5.0, rel=1e-3)
+    assert "not by more than 2 standard errors" in bound.file.diagnostics.warnings[0]
+    interior = runs_for(ratio=2.5, students=[1e8], multiples=(1.5, 2.5, 4.0), noise=0.0005, seed=3)
     with pytest.raises(InputError, match="3 runs in 1 group.*cannot determine"):
-        fit_law(three, law="ratio")
+        fit_law(interior, law="ratio")
     four = runs_for(ratio=2.5, students=[1e8], multiples=(1.5, 2.2, 3.3, 5.0), noise=0.002)
     law = fit_law(four, law="ratio", bootstrap=200)
     assert law.file.intervals["r"] is None
@@ -140,10 +156,18 @@ def test_no_zero_width_interval_can_be_written_or_read(tmp_path):
 
 
 def test_flat_runs_locate_nothing_and_are_refused():
-    flat = [RunRecord(student_params=s, teacher_params=int(m * s), metrics={"eval_loss": 3.0 + 1e-4 * i})
-            for s in (10**7, 10**8) for i, m in enumerate((1.5, 2, 3, 4, 6, 8))]
+    flat = [RunRecord(student_params=s, teacher_params=int(m * s), metrics={"eval_loss": 3.0})
+            for s in (10**7, 10**8) for m in (1.5, 2, 3, 4, 6, 8)]
     with pytest.raises(InputError, match="locate no optimal teacher|brackets the optimum of no student"):
         fit_law(flat, law="ratio", bootstrap=0)
+
+
+def test_a_perfectly_rising_table_is_a_one_sided_answer_not_a_refusal():
+    rising = [RunRecord(student_params=s, teacher_params=int(m * s), metrics={"eval_loss": 3.0 + 1e-4 * i})
+              for s in (10**7, 10**8) for i, m in enumerate((1.5, 2, 3, 4, 6, 8))]
+    law = fit_law(rising, law="ratio", bootstrap=0)
+    assert law.file.bound == "at_most" and law.file.coefficients["r"] == pytest.approx(1.5, rel=1e-6)
+    assert "at most 1.5x the student" in law.file.diagnostics.warnings[0]
 
 
 def test_a_curve_that_never_turns_is_flagged():

@@ -71,6 +71,7 @@ def _interval(low: float | None, high: float | None, form=None) -> str:
 
 def report(law, paths: list[str]) -> str:
     """The short text report: warnings first, then the law with intervals, the optima, goodness, the model choice."""
+    from capgap.onestage import far_shapes
     from capgap.sizes import format_size
 
     file = law.file
@@ -95,8 +96,11 @@ def report(law, paths: list[str]) -> str:
                    else f"{boot.unconverged} stopped early")
         lines.append(f"  intervals: {boot.resamples} draws by {boot.method}; {boot.failed} failed, {quality}")
     if diagnostics.model:
-        s, alpha = diagnostics.shape or [0.0, 0.0]
-        lines.append(f"  model: {diagnostics.model}; far shape s = {s:.3g}, alpha = {alpha:.3g}")
+        left, right = far_shapes(diagnostics.shape)
+        shape = (f"far shape s = {left[0]:.3g}, alpha = {left[1]:.3g}" if left == right else
+                 f"far shape left of the optimum s = {left[0]:.3g}, alpha = {left[1]:.3g}, right of it "
+                 f"s = {right[0]:.3g}, alpha = {right[1]:.3g}")
+        lines.append(f"  model: {diagnostics.model}; {shape}")
     if file.optima:
         censored = [o for o in file.optima if o.censored]
         lines.append(f"per-student optima read off the law ({len(file.optima)}, {len(censored)} beyond their ladder):")

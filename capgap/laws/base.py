@@ -136,7 +136,9 @@ class LawDiagnostics(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     formula: str = ""
     model: str = ""
-    shape: list[float] | None = None  # [s, alpha] of the curves' far shape (capgap.onestage.shape_curve); s = 0: parabola
+    # The curves' far shape (capgap.onestage.shape_curve): [s, alpha] left of the optimum, then right of it
+    # (older files: one [s, alpha] for both sides); s = 0: parabola.
+    shape: list[float] | None = None
     asymmetry: float | None = None  # left/right curvature ratio shared by the groups (None: free per group)
     noise: float | None = None  # residual noise scale, metric units
     df: int | None = None  # residual degrees of freedom
@@ -168,6 +170,8 @@ class LawFile(BaseModel):
     level: float = 0.9
     provenance: str = ""
     fitted: bool = True  # False for a reference reading with no runs behind it
+    # A one-sided answer (capgap.one_sided): the coefficients are a bound on T*, not an estimate of it.
+    bound: Censoring | None = None
     regime: LawRegime = Field(default_factory=LawRegime)
     diagnostics: LawDiagnostics = Field(default_factory=LawDiagnostics)
 
@@ -196,7 +200,8 @@ class FitOptions(BaseModel):
     seed: int = 0
     level: float = 0.9
     # For model choice: a quick refit (least squares, no intervals) from a fit of nearly the same runs.
-    start: dict[str, float] | None = None  # that fit's coefficients (and far shape, "shape_s", "shape_alpha")
+    start: dict[str, float] | None = None  # that fit's coefficients (and far shape, "shape_s", "shape_alpha" and
+    # "shape_s_right", "shape_alpha_right")
     quick: bool = False
 
 

@@ -20,6 +20,8 @@ from capgap.fit import quantile_interval
 from capgap.groups import MIN_TEACHERS, RunGroups, group_runs
 from capgap.laws.base import (BootstrapReport, FitOptions, Goodness, LawDiagnostics, LawFile, LawRegime,
                               TeacherEstimate, collapsed)
+from capgap.lack_of_fit import lack_of_fit
+from capgap.one_sided import edge_bound
 from capgap.records import RunRecord, ids_hash
 from capgap.sizes import format_size
 
@@ -128,6 +130,12 @@ class CurveLaw:
 
     def optimal_teacher(self, student_params: float, tokens: float | None = None) -> TeacherEstimate:
         tokens = self._tokens(student_params, tokens)
+        if self.file.bound is not None:  # a one-sided answer: the bound, and no made-up point
+            with np.errstate(all="ignore"):
+                edge = float(self.teacher(self.file.coefficients, float(student_params), tokens))
+            upper = self.file.bound == "at_most"
+            return TeacherEstimate(estimate=edge, low=None if upper else edge, high=edge if upper else None,
+                                   level=self.file.level, censored=self.file.bound)
         if self.uses_tokens and tokens is None:
             raise InputError(f"the {self.name} law needs the student's distillation tokens; give --tokens")
         with np.errstate(all="ignore"):
@@ -241,6 +249,9 @@ def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> C
     from capgap.onestage import degrees_of_freedom, fit_point
     from capgap.optima import ladder_advice, read_optima
 
+    bound = edge_bound(groups)
+    if bound is not None:
+        return one_sided_law(groups, bound, options)
     reason = cls.cannot_fit(groups)
     if reason:
         raise InputError(reason)
@@ -261,10 +272,11 @@ def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> C
         if not (point.profile.coefficients[0][:, 1:] > 0).any():
             raise InputError("no group's metric changes with teacher size (every fitted curvature is zero): "
                              "the runs locate no optimal teacher")
+        misfit = lack_of_fit(fitted_groups, point.profile.fitted[0], df) if df > 0 else None
         wanted = options.bootstrap > 0 and df > 0 and not options.quick
         drawn = None
         if wanted:
-            drawn, point = draw_intervals(fitted_groups, point, options)
+            drawn, point = draw_intervals(fitted_groups, point, options, misfit.inflation if misfit else 1.0)
     draws = drawn.draws if drawn is not None else np.empty((0, n_search))
     natural_point = {k: float(v[0]) for k, v in cls.natural(point.theta[None, :], centre).items()}
     natural_draws = cls.natural(space.split(draws)[0], centre) if draws.size else {}
@@ -279,7 +291,9 @@ def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> C
         raise InputError(f"the teacher ladder brackets the optimum of no student (all {len(optima)} lie beyond "
                          f"their teachers: {'; '.join(ladder_advice(optima))}); a law read off curves that never "
                          "turn is extrapolation, not a fit")
-    warnings = [*simplified, *_self_check(cls, groups, point, drawn, intervals, optima, df, options)]
+    misfit_warning = misfit.warning() if misfit is not None else None
+    warnings = [*([misfit_warning] if misfit_warning else []), *simplified,
+                *_self_check(cls, groups, point, drawn, intervals, optima, df, options)]
     students = [k.student_params for k in groups.keys]
     tpp = [k.tokens / k.student_params for k in groups.keys if k.tokens]
     residual = fitted_groups.badness - point.profile.fitted[0]
@@ -304,6 +318,38 @@ def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> C
             extend_ladder=ladder_advice(optima)),
     )
     return cls(file)
+
+
+def one_sided_law(groups: RunGroups, bound, options: FitOptions) -> CurveLaw:
+    """The law a one-sided answer writes (capgap.one_sided): a bound on T*/S, whatever family was asked for, since
+    runs that locate no optimum cannot tell families apart; the warning saying so comes first."""
+    from capgap.laws.base import law_class
+    from capgap.one_sided import bound_optima, bound_warning, ratio_bound
+
+    ratio = ratio_bound(groups, bound)
+    students = [k.student_params for k in groups.keys]
+    tpp = [k.tokens / k.student_params for k in groups.keys if k.tokens]
+    from capgap.optima import ladder_advice
+
+    file_optima = bound_optima(groups, bound)
+    file = LawFile(
+        law="ratio", coefficients={"r": ratio}, intervals={"r": None}, bound=bound.side,
+        optima=file_optima, size_measure=options.size_measure, metric=options.metric,
+        direction=options.direction, n_runs=groups.n_runs, runs_hash=ids_hash(groups.run_ids),
+        student_range=[min(students), max(students)], level=options.level,
+        regime=LawRegime(student_params=[min(students), max(students)],
+                         tokens_per_param=[min(tpp), max(tpp)] if tpp else None,
+                         student_init=sorted({k.student_init for k in groups.keys})),
+        provenance=(f"a one-sided bound from {groups.n_runs} runs in {len(groups.keys)} groups, each best at the "
+                    f"same edge of its ladder; {options.metric}, {options.direction} is better; "
+                    f"{options.size_measure} sizes"),
+        diagnostics=LawDiagnostics(
+            warnings=[bound_warning(groups, ratio=ratio, bound=bound)], formula="T* <= r·S" if bound.side == "at_most"
+            else "T* >= r·S", model="no curve fitted: the runs bound the optimum from one side", noise=bound.noise,
+            goodness=Goodness(n_runs=groups.n_runs, n_groups=len(groups.keys)),
+            skipped_groups=[f"{label} ({n} teacher sizes)" for label, n in groups.skipped],
+            extend_ladder=ladder_advice(file_optima)))
+    return law_class("ratio")(file)
 
 
 def _fit_in_window(cls: type[CurveLaw], groups: RunGroups, centre: Centre, space):
@@ -333,7 +379,7 @@ class IntervalDraws:
     warnings: list[str]
 
 
-def draw_intervals(groups: RunGroups, point, options: FitOptions):
+def draw_intervals(groups: RunGroups, point, options: FitOptions, inflation: float = 1.0):
     """Draws of the search point for the intervals, by INTERVAL_METHOD (chosen by bench/fit_calibration.py).
 
     Returns (the draws, the point fit): a sampler that finds a better fit than the point fit
@@ -345,7 +391,7 @@ def draw_intervals(groups: RunGroups, point, options: FitOptions):
     n = options.bootstrap
 
     def residual_bootstrap(why: str = "") -> IntervalDraws:
-        boot = bootstrap(groups, point, n, rng)
+        boot = bootstrap(groups, point, n, rng, inflation)
         notes = [f"{boot.failed} of {n} bootstrap resamples failed to refit and are left out of the intervals"
                  ] if boot.failed else []
         if boot.unconverged > 0.05 * n:
@@ -357,7 +403,7 @@ def draw_intervals(groups: RunGroups, point, options: FitOptions):
     if INTERVAL_METHOD == "bootstrap":
         return residual_bootstrap(), point
     for _ in range(3):
-        sampled = likelihood_draws(groups, point, n, rng)
+        sampled = likelihood_draws(groups, point, n, rng, inflation=inflation)
         if sampled.better is None:
             break
         point = refine(groups, point, sampled.better)

@@ -1,0 +1,98 @@
+"""Does the curve model follow the runs? Residuals against the noise, before any interval is drawn.
+
+Two tests, whichever the runs allow:
+
+* **pure error** (repeated seeds of one student-teacher pair): the classic lack-of-fit F test. The
+  spread between repeats measures the noise alone; residuals about the fitted curve well beyond it
+  are systematic misfit. F = (SS_lack / df_lack) / (SS_pure / df_pure).
+* **runs of signs** (no repeats): along ln T within each group, residuals of a curve that does
+  not follow the data come in long runs of one sign. The Wald-Wolfowitz count of sign changes,
+  pooled over groups, gives a z score.
+
+A systematic misfit does not average away like noise, so an interval from the noise alone is too
+narrow: where a test fires, the likelihood's noise variance is multiplied by the F ratio (pure
+error) or by (1 + rho) / (1 - rho), rho the lag-one correlation of neighbouring residuals (runs of
+signs), and the fit's first warning says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from capgap.groups import RunGroups
+
+SIGNIFICANCE = 0.01  # a lack-of-fit test fires below this p-value
+
+
+@dataclass(frozen=True)
+class LackOfFit:
+    """The test run, its p-value, and how much wider the intervals must be (1: not at all)."""
+
+    test: str  # "pure error" or "runs of signs" or "none"
+    p_value: float | None
+    inflation: float  # factor on the likelihood's noise variance
+
+    @property
+    def fires(self) -> bool:
+        return self.p_value is not None and self.p_value < SIGNIFICANCE
+
+    def warning(self) -> str | None:
+        if not self.fires:
+            return None
+        return (f"lack of fit: the curve model does not follow the runs ({self.test} test, p = {self.p_value:.2g}); "
+                f"its misfit is systematic, not noise, so T* may be biased: the intervals are widened by a factor "
+                f"of {np.sqrt(self.inflation):.2g} to cover the model's uncertainty; measure teachers nearer the "
+                "optimum or compare another --law")
+
+
+def lack_of_fit(groups: RunGroups, fitted: np.ndarray, df: int) -> LackOfFit:
+    """Test the fitted values (n,) of a model leaving ``df`` residual degrees of freedom."""
+    from scipy import stats
+
+    residual = groups.badness - fitted
+    pure, pure_df = 0.0, 0
+    for j in range(len(groups.keys)):
+        members = groups.group == j
+        logs, inverse = np.unique(groups.log_teacher[members], return_inverse=True)
+        y = groups.badness[members]
+        means = np.bincount(inverse, weights=y, minlength=logs.size) / np.bincount(inverse, minlength=logs.size)
+        pure += float(np.sum((y - means[inverse]) ** 2))
+        pure_df += y.size - logs.size
+    lack_df = df - pure_df
+    if pure_df >= 2 and lack_df >= 1 and pure > 0:
+        lack = max(float(np.sum(residual**2)) - pure, 0.0)
+        ratio = (lack / lack_df) / (pure / pure_df)
+        p = float(stats.f.sf(ratio, lack_df, pure_df))
+        return LackOfFit("pure error", p, max(1.0, ratio) if p < SIGNIFICANCE else 1.0)
+    return _runs_of_signs(groups, residual)
+
+
+def _runs_of_signs(groups: RunGroups, residual: np.ndarray) -> LackOfFit:
+    """The Wald-Wolfowitz runs test of residual signs along ln T, pooled over groups (one-sided: too few runs)."""
+    from scipy import stats
+
+    observed = expected = variance = 0.0
+    lag_products, squares = 0.0, 0.0
+    for j in range(len(groups.keys)):
+        members = np.flatnonzero(groups.group == j)
+        order = members[np.argsort(groups.log_teacher[members], kind="stable")]
+        r = residual[order]
+        signs = r[np.abs(r) > 1e-12 * (1.0 + np.abs(groups.badness[order]))] > 0
+        n_plus, n_minus = int(signs.sum()), int((~signs).sum())
+        n = n_plus + n_minus
+        if n_plus == 0 or n_minus == 0 or n < 3:
+            continue
+        observed += 1 + int(np.sum(signs[1:] != signs[:-1]))
+        expected += 1 + 2.0 * n_plus * n_minus / n
+        variance += 2.0 * n_plus * n_minus * (2.0 * n_plus * n_minus - n) / (n * n * (n - 1))
+        lag_products += float(np.sum(r[1:] * r[:-1]))
+        squares += float(np.sum(r * r))
+    if variance <= 0:
+        return LackOfFit("none", None, 1.0)
+    z = (observed - expected) / np.sqrt(variance)
+    p = float(stats.norm.cdf(z))
+    rho = min(max(lag_products / squares, 0.0), 0.95) if squares > 0 else 0.0
+    # Neighbouring residuals correlated by rho: the variance of a local mean grows by (1 + rho) / (1 - rho).
+    return LackOfFit("runs of signs", p, (1.0 + rho) / (1.0 - rho) if p < SIGNIFICANCE else 1.0)
