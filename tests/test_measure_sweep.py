@@ -208,3 +208,40 @@ def test_precheck_names_the_student_and_a_tokenizer_past_the_vocabulary() -> Non
     teacher = SimpleNamespace(name="t", config={"n_positions": 64, "vocab_size": 300})
     with pytest.raises(InputError, match="tokenizer of teacher t has 512 tokens, but its model's vocabulary holds 300"):
         check_models([("teacher t", teacher.config)], 32, {"teacher t": 512})
+
+
+@pytest.mark.parametrize("fault", ["nan", "raise"])
+def test_a_failing_run_is_recorded_as_failed_and_the_sweep_goes_on(ladder: Path, corpus: Path, tmp_path: Path,
+                                                                   capsys, monkeypatch, fault: str) -> None:
+    import capgap.measure.train as train_module
+
+    real, calls = train_module.mean_over_processes, []
+
+    def faulty(value, context):  # noqa: ANN001, ANN202 -- the first run's loss goes wrong at its 2nd micro-batch
+        calls.append(1)
+        if len(calls) == 2:
+            if fault == "raise":
+                raise RuntimeError("CUDA error: an illegal memory access was encountered")
+            return real(value * float("nan"), context)
+        return real(value, context)
+
+    store = tmp_path / "runs.jsonl"
+    argv = ["measure", "--teachers", str(ladder), "--corpus", str(corpus), "--runs", str(store), *SWEEP_FLAGS]
+    monkeypatch.setattr(train_module, "mean_over_processes", faulty)
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    reason = "loss is nan at step" if fault == "nan" else "RuntimeError: CUDA error"
+    assert "4 pairs: 0 already recorded, 3 added" in out and "1 failed" in out and reason in err
+    lines = _store_lines(store)
+    failed = [line for line in lines if line.get("status") == "failed"]
+    assert len(lines) == 4 and len(failed) == 1 and reason in failed[0]["reason"]
+    assert {"teacher", "target", "init", "tokens", "seed"} <= set(failed[0]["config"])
+    with pytest.warns(UserWarning, match=r"1 failed run\(s\) skipped"):
+        assert len(RunStore(store).load()) == 3  # what fit reads
+    monkeypatch.setattr(train_module, "mean_over_processes", real)
+    assert main(argv) == 0  # a rerun skips the failed run, and says so
+    assert "0 added" in capsys.readouterr().out and len(_store_lines(store)) == 4
+    assert main([*argv, "--retry-failed"]) == 0
+    assert "1 added" in capsys.readouterr().out
+    records = RunStore(store).load(strict=True)  # nothing failed is left, nothing lost or twice
+    assert len(records) == 4 == len({r.run_id for r in records}) and RunStore(store).failed() == {}

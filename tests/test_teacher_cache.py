@@ -169,3 +169,38 @@ def test_cached_teacher_writes_once_then_reads_the_same_topk(tmp_path):
         assert torch.equal(got.values, written[i].values) and torch.equal(got.indices, written[i].indices)
         torch.testing.assert_close(got.values, teacher(input_ids=b).logits.topk(8, dim=-1).values)
     assert CachedTeacher(tmp_path, "other-teacher", order_id, **settings).mode == "written"
+
+
+@pytest.mark.parametrize("damage", ["cut short", "flipped byte", "no checksums"])
+def test_a_damaged_cache_is_detected_removed_and_rebuilt_never_read(tmp_path, damage):
+    import json
+
+    gen = torch.Generator().manual_seed(0)
+    shape = torch.Size([2, 5])
+    steps = [random_topk(gen, shape, 4, 1000) for _ in range(3)]
+    settings = dict(k=4, vocab_size=1000)
+
+    def publish():
+        writer = TeacherCache.create(tmp_path, "t", "o", steps=3, batch_shape=tuple(shape), **settings)
+        for step, top in enumerate(steps):
+            writer.write(step, top)
+        return writer.finish().folder
+
+    folder = publish()
+    values = folder / "values.npy"
+    if damage == "cut short":  # a copy or a disk that stopped half-way
+        values.write_bytes(values.read_bytes()[:-40])
+    elif damage == "flipped byte":
+        data = bytearray(values.read_bytes())
+        data[-1] ^= 0xFF
+        values.write_bytes(bytes(data))
+    else:  # a cache from before sizes and checksums were recorded
+        meta = json.loads((folder / "meta.json").read_text())
+        del meta["files"]
+        (folder / "meta.json").write_text(json.dumps(meta))
+    with pytest.warns(UserWarning, match="damaged .* removed and rebuilt"):
+        assert TeacherCache.open(tmp_path, "t", "o", **settings) is None
+    assert not folder.exists()
+    publish()  # what the next student's run does: write it again
+    cache = TeacherCache.open(tmp_path, "t", "o", **settings)
+    assert all(torch.equal(cache.read(i).values, top.values) for i, top in enumerate(steps))

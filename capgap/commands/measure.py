@@ -39,6 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cmd.add_argument("--teacher-cache", metavar="DIR",
                      help="share the teacher's top-k logits among a sweep's students (written once, then read; "
                           "KD over top-k + rest; implies --fast)")
+    cmd.add_argument("--retry-failed", action="store_true",
+                     help="run again the pairs the store records as failed (default: skip them, and say so)")
     cmd.add_argument("--cache-top-k", type=int, default=DEFAULT_TOP_K, help=f"k of --teacher-cache (default {DEFAULT_TOP_K})")
     add_training_flags(cmd, tokens_help="distillation tokens per run (e.g. 500k)", tokens_required=False)
     cmd.set_defaults(func=measure_command)
@@ -51,7 +53,7 @@ def measure_config(args: argparse.Namespace) -> MeasureConfig:
     return MeasureConfig(teachers=args.teachers, students=args.students, store=args.store, train=recipe,
                          student_init=args.student_init, corpus=args.corpus, shard=args.shard, lambada=args.lambada,
                          eval_tokens=args.eval_tokens, wikitext=args.wikitext, wikitext_tokens=args.eval_tokens,
-                         progress=not args.quiet)
+                         progress=not args.quiet, retry_failed=args.retry_failed)
 
 
 def measure_command(args: argparse.Namespace) -> int:
@@ -77,5 +79,9 @@ def measure_command(args: argparse.Namespace) -> int:
         print(f"{record.run_id}  {record.student_init:<7} {format_size(record.student_params):>6} <- "
               f"{record.extra['teacher']} ({format_size(record.teacher_params)}): {metrics}")
     scope = f" in shard {args.shard}" if args.shard else ""
-    print(f"{result.planned} pairs{scope}: {result.skipped} already recorded, {result.added} added to {args.store}")
+    failed = f", {len(result.failed)} failed (recorded as failed)" if result.failed else ""
+    before = (f"; {result.failed_before} failed before and skipped (--retry-failed runs them)"
+              if result.failed_before else "")
+    print(f"{result.planned} pairs{scope}: {result.skipped} already recorded, {result.added} added to "
+          f"{args.store}{failed}{before}")
     return 0

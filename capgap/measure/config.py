@@ -76,6 +76,7 @@ class MeasureConfig:
     wikitext: bool = True  # score wikitext2_ppl (out of domain for a Shakespeare ladder, and costs a forward pass)
     wikitext_tokens: int = EVAL_TOKENS
     progress: bool = True
+    retry_failed: bool = False  # run again the pairs the store records as failed (else they are skipped)
 
 
 @dataclass(frozen=True)

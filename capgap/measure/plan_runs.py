@@ -32,4 +32,6 @@ def measure_plan(config: MeasureConfig, plan_path: str, *, warn: Callable[[str],
         total.skipped += result.skipped
         total.added += result.added
         total.records += result.records
+        total.failed += result.failed
+        total.failed_before += result.failed_before
     return total

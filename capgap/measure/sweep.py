@@ -34,9 +34,9 @@ from capgap.measure.students import INITS, make_student, student_config
 from capgap.measure.precheck import check_sweep
 from capgap.measure.tokenizer import encode, require_same_tokenizer, vocab_fingerprint
 from capgap.measure.parallel import close_distributed, init_distributed
-from capgap.measure.train import TrainConfig, plan_steps, resolve_device, train
+from capgap.measure.train import RunFailed, TrainConfig, plan_steps, resolve_device, train
 from capgap.output import check_output
-from capgap.records import RunRecord, run_id_for
+from capgap.records import FailedRun, RunRecord, run_id_for
 from capgap.sizes import distill_flops, format_size, parse_size
 from capgap.store import RunStore
 
@@ -75,6 +75,8 @@ class SweepResult:
     skipped: int  # already in the store
     added: int  # recorded now
     records: list[RunRecord] = field(default_factory=list)
+    failed: list[FailedRun] = field(default_factory=list)  # failed now (recorded as failed in the store)
+    failed_before: int = 0  # recorded as failed by an earlier sweep, skipped (retry_failed runs them)
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -266,9 +268,12 @@ def measure(config: MeasureConfig, *, warn: Callable[[str], None] | None = None,
         "tokenizer": fingerprints[p.teacher.family], "family": p.teacher.family,
         "target": p.target, "init": p.init})) for i, p in enumerate(pairs) if i % shard_count == shard_index]
     run_store = RunStore(store_path)
-    finished = run_store.run_ids() if store_path.exists() and store_path.stat().st_size else set()
-    pending = [p for p in pairs if p.run_id not in finished]
-    result = SweepResult(planned=len(pairs), skipped=len(pairs) - len(pending), added=0)
+    has_store = store_path.exists() and store_path.stat().st_size
+    finished = run_store.run_ids() if has_store else set()
+    failed_before = set() if config.retry_failed or not has_store else set(run_store.failed())
+    pending = [p for p in pairs if p.run_id not in finished and p.run_id not in failed_before]
+    result = SweepResult(planned=len(pairs), skipped=len(pairs) - len(pending), added=0,
+                         failed_before=len({p.run_id for p in pairs} & failed_before))
     if warn is not None and context.is_main:
         for line in ladder_warnings(teacher_list):
             warn(line)
@@ -276,12 +281,33 @@ def measure(config: MeasureConfig, *, warn: Callable[[str], None] | None = None,
     runner = _PairRunner(recipe, torch_device, prepared, lambada_texts, config.eval_tokens, config.progress, text.name)
     for number, pair in enumerate(pending, start=1):
         label = f"[{number}/{len(pending)}] {pair.init} {pair.target_spec} <- {pair.teacher.name}"
-        record = runner.run(pair, label)
+        try:
+            record = runner.run(pair, label)
+        except InputError:
+            raise
+        except (RuntimeError, ValueError, ArithmeticError) as exc:  # this run, not the sweep, went wrong
+            failed = failed_run(pair, identity, exc)
+            if context.is_main and run_store.append(failed):
+                result.failed.append(failed)
+                if warn is not None:
+                    warn(f"warning: {label} failed ({failed.reason}); recorded as failed, going on")
+            continue
         if context.is_main and run_store.append(record):
             result.added += 1
             result.records.append(record)
     close_distributed(context)  # every DDP wrapper went with its train() call (see close_distributed)
     return result
+
+
+def failed_run(pair: Pair, identity: dict[str, Any], error: BaseException) -> FailedRun:
+    """The store's record of a run that could not finish: its reason and its whole configuration."""
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
+    if not isinstance(error, RunFailed):
+        reason = f"{error.__class__.__name__}: {reason}"
+    return FailedRun(run_id=pair.run_id, reason=reason[:300], config={
+        **identity, "teacher": pair.teacher.name, "teacher_params": pair.teacher.params,
+        "teacher_fingerprint": pair.teacher.fingerprint, "family": pair.teacher.family, "target": pair.target,
+        "target_spec": pair.target_spec, "init": pair.init})
 
 
 class _PairRunner:

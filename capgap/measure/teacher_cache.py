@@ -11,7 +11,9 @@ Layout: ``ROOT/<key>/`` holds ``meta.json`` and three ``.npy`` arrays
 (values, indices, logsumexp) indexed by step. The key hashes the teacher's
 identity, the data order's identity, k, the vocabulary and the temperature.
 A cache is written into a temporary folder and renamed when complete, so a
-reader never sees half a cache.
+reader never sees half a cache; meta.json records each array's size and
+SHA-256, and a cache whose files do not match (cut short, corrupted) is
+removed and rebuilt, never read.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import hashlib
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -101,7 +104,16 @@ class TeacherCache:
         meta_path = folder / "meta.json"
         if not meta_path.is_file():
             return None
-        return cls(folder, json.loads(meta_path.read_text()), "r")
+        try:
+            meta = json.loads(meta_path.read_text())
+            problem = _damage(folder, meta.get("files"))
+        except (OSError, ValueError) as exc:
+            problem = f"meta.json unreadable ({exc})"
+        if problem:  # never read a damaged cache: drop it, and the caller writes it again
+            warnings.warn(f"teacher cache {folder} is damaged ({problem}); it is removed and rebuilt", stacklevel=2)
+            shutil.rmtree(folder, ignore_errors=True)
+            return None
+        return cls(folder, meta, "r")
 
     def read(self, step: int, device: torch.device | str | None = None) -> TeacherTopK:
         """The teacher's top-k for one step, shaped ``[*batch_shape, k]``."""
@@ -158,6 +170,8 @@ class TeacherCache:
                              f"(first: step {missing[0]})")
         for array in (self._values, self._indices, self._lse):
             array.flush()
+        self.meta["files"] = {name: {"bytes": (self.folder / name).stat().st_size, "sha256": _sha256(self.folder / name)}
+                              for name in CACHE_FILES}
         (self.folder / "meta.json").write_text(json.dumps(self.meta, indent=1))
         final = self.folder.parent / self.meta["key"]
         try:
@@ -165,6 +179,32 @@ class TeacherCache:
         except OSError:  # another process published the same cache first; theirs is as good
             shutil.rmtree(self.folder, ignore_errors=True)
         return TeacherCache(final, self.meta, "r")
+
+
+CACHE_FILES = ("values.npy", "indices.npy", "logsumexp.npy")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _damage(folder: Path, files: dict | None) -> str:
+    """What is wrong with a published cache's arrays ('' when each has its recorded size and checksum)."""
+    if not files:
+        return "no sizes and checksums recorded (written by an older capgap)"
+    for name in CACHE_FILES:
+        path, want = folder / name, files.get(name, {})
+        if not path.is_file():
+            return f"{name} missing"
+        if path.stat().st_size != want.get("bytes"):
+            return f"{name} has {path.stat().st_size} bytes, {want.get('bytes')} were written"
+        if _sha256(path) != want.get("sha256"):
+            return f"{name} does not match its checksum"
+    return ""
 
 
 def data_order_id(train_ids: torch.Tensor, order: torch.Tensor, *, seq_len: int, micro_batch: int,

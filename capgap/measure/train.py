@@ -30,6 +30,10 @@ from capgap.measure.config import TrainConfig
 from capgap.measure.teacher_cache import CachedTeacher, TeacherTopK, data_order_id
 
 
+class RunFailed(RuntimeError):
+    """Training went wrong in a way another run may not (a non-finite loss): the sweep records it and goes on."""
+
+
 @dataclass(frozen=True)
 class TrainResult:
     tokens: int  # tokens actually trained on
@@ -166,6 +170,8 @@ def train(student: torch.nn.Module, train_ids: torch.Tensor, config: TrainConfig
             # Weight by share of the step's sequences so the step's gradient is a plain mean.
             (loss.total * (len(micro) / seqs_per_step)).backward()
             step_loss += mean_over_processes(loss.total, context).item() * len(micro) / seqs_per_step
+        if not math.isfinite(step_loss):  # the weights would be NaN from here on: no result to record
+            raise RunFailed(f"loss is {step_loss} at step {step + 1} of {steps}")
         torch.nn.utils.clip_grad_norm_(student.parameters(), config.grad_clip)
         optimizer.step()
         schedule.step()
