@@ -9,10 +9,13 @@ Two tests, whichever the runs allow:
   not follow the data come in long runs of one sign. The Wald-Wolfowitz count of sign changes,
   pooled over groups, gives a z score.
 
-A systematic misfit does not average away like noise, so an interval from the noise alone is too
-narrow: where a test fires, the likelihood's noise variance is multiplied by the F ratio (pure
-error) or by (1 + rho) / (1 - rho), rho the lag-one correlation of neighbouring residuals (runs of
-signs), and the fit's first warning says so.
+A misfit shared by the repeats of one teacher does not average away over those repeats: it may be
+the curve model's, or each teacher's own quality (one pretraining run per teacher) scattering about
+the curve more than repeated distillations from it show. Either way the curve is informed by one
+deviation per teacher, not per run, so where a test fires the likelihood's noise variance is
+raised to the lack-of-fit mean square (pure error: by MS_lack over the pooled residual variance,
+at most the number of repeats) or multiplied by (1 + rho) / (1 - rho), rho the lag-one correlation of
+neighbouring residuals (runs of signs), and the fit's first warning says so.
 """
 
 from __future__ import annotations
@@ -41,10 +44,10 @@ class LackOfFit:
     def warning(self) -> str | None:
         if not self.fires:
             return None
-        return (f"lack of fit: the curve model does not follow the runs ({self.test} test, p = {self.p_value:.2g}); "
-                f"its misfit is systematic, not noise, so T* may be biased: the intervals are widened by a factor "
-                f"of {np.sqrt(self.inflation):.2g} to cover the model's uncertainty; measure teachers nearer the "
-                "optimum or compare another --law")
+        return (f"lack of fit: the curve model does not follow the runs ({self.test} test, p = {self.p_value:.2g}): "
+                "its misfit is systematic, the curve's or each teacher's own quality, so T* may be biased; the "
+                f"intervals are widened by a factor of {np.sqrt(self.inflation):.2g} for it; measure more teachers "
+                "near the optimum, or compare another --law")
 
 
 def lack_of_fit(groups: RunGroups, fitted: np.ndarray, df: int) -> LackOfFit:
@@ -65,7 +68,8 @@ def lack_of_fit(groups: RunGroups, fitted: np.ndarray, df: int) -> LackOfFit:
         lack = max(float(np.sum(residual**2)) - pure, 0.0)
         ratio = (lack / lack_df) / (pure / pure_df)
         p = float(stats.f.sf(ratio, lack_df, pure_df))
-        return LackOfFit("pure error", p, max(1.0, ratio) if p < SIGNIFICANCE else 1.0)
+        pooled = float(np.sum(residual**2)) / df
+        return LackOfFit("pure error", p, max(1.0, (lack / lack_df) / pooled) if p < SIGNIFICANCE else 1.0)
     return _runs_of_signs(groups, residual)
 
 
@@ -93,6 +97,6 @@ def _runs_of_signs(groups: RunGroups, residual: np.ndarray) -> LackOfFit:
         return LackOfFit("none", None, 1.0)
     z = (observed - expected) / np.sqrt(variance)
     p = float(stats.norm.cdf(z))
-    rho = min(max(lag_products / squares, 0.0), 0.95) if squares > 0 else 0.0
+    rho = min(max(lag_products / squares, 0.0), 0.8) if squares > 0 else 0.0
     # Neighbouring residuals correlated by rho: the variance of a local mean grows by (1 + rho) / (1 - rho).
     return LackOfFit("runs of signs", p, (1.0 + rho) / (1.0 - rho) if p < SIGNIFICANCE else 1.0)
