@@ -458,6 +458,10 @@ def _self_check(cls: type[CurveLaw], groups: RunGroups, point, boot, intervals: 
     if min(ratios) < 1.0:
         warnings.append(f"the optimal teacher comes out smaller than its student ({min(ratios):.2g}x) for some "
                         "students fitted on: a teacher smaller than the student is outside what the law means")
+    lows = [o.low / o.student_params for o in optima if o.low]
+    if lows and min(lows) < 1.0 and min(ratios) >= 1.0:
+        warnings.append(f"the 90% interval of the optimal teacher reaches teachers smaller than their student "
+                        f"({min(lows):.2g}x): the runs do not rule out that no larger teacher helps")
     if max(ratios) > FAR_RATIO:
         warnings.append(f"the optimal teacher comes out {max(ratios):.3g}x its student: far beyond any measured "
                         "teacher, the fit is extrapolating a curve that does not turn")
