@@ -176,21 +176,47 @@ def pareto_from_runs(records: Sequence[RunRecord], *, compute: str | None = None
         if missing:
             raise InputError(f"{where}: no metric {', '.join(missing)}; it has {', '.join(sorted(record.metrics))} "
                              "(choose with --perf)")
-        rows.append({"name": f"{format_size(record.student_params)}<-{format_size(record.teacher_params)}",
+        rows.append({"name": run_name(record),
                      "compute": _run_compute(record, compute, where),
                      "performance": float(np.mean([record.metrics[m] for m in perf_columns])),
                      "size": float(record.student_params), "group": record.family, "run_id": record.run_id})
     frame = pd.DataFrame(rows)
+    by_id = {record.run_id: record for record in records}
     if frame["group"].nunique() > 1:
         frame["name"] = frame["group"] + " " + frame["name"]
-    clash = frame["name"].duplicated(keep=False)  # seeds or token counts of one pair
-    frame.loc[clash, "name"] = frame["name"][clash] + " #" + frame["run_id"][clash].str[:6]
+    for detail in (_seed_text, _tokens_text, lambda r: f"#{r.run_id[:6]}"):  # seeds or token counts of one pair
+        clash = frame["name"].duplicated(keep=False)
+        if not clash.any():
+            break
+        frame.loc[clash, "name"] = [f"{name}, {detail(by_id[i])}" for name, i in zip(frame["name"][clash],
+                                                                                      frame["run_id"][clash])]
     compute_label = RUN_COMPUTE_LABEL if compute in (None, "flops") else compute
     return _result(frame, direction, compute_label, _performance_label(perf_columns, direction), title=title)
 
 
+def run_name(record: RunRecord) -> str:
+    """A run as a reader knows it: '30k pruned <- gpt2-L2-d64 (62.3k)', the teacher by name where recorded."""
+    teacher = record.extra.get("teacher")
+    teacher_text = f"{teacher} ({format_size(record.teacher_params)})" if teacher else format_size(record.teacher_params)
+    init = f" {record.student_init}" if record.student_init != "unknown" else ""
+    return f"{format_size(record.student_params)}{init} <- {teacher_text}"
+
+
+def _seed_text(record: RunRecord) -> str:
+    return f"seed {record.seed}" if record.seed is not None else "seed ?"
+
+
+def _tokens_text(record: RunRecord) -> str:
+    return f"{format_size(record.tokens)} tokens" if record.tokens else "tokens ?"
+
+
 def _run_compute(record: RunRecord, column: str | None, where: str) -> float:
     if column not in (None, "flops"):
+        if column not in RunRecord.model_fields and column not in record.metrics:
+            numeric = [name for name, field in RunRecord.model_fields.items()
+                       if isinstance(getattr(record, name, None), (int, float)) and not isinstance(getattr(record, name), bool)]
+            raise InputError(f"no compute column {column!r} in the runs; columns: flops, "
+                             f"{', '.join(n for n in numeric if n != 'flops')}; metrics: {', '.join(sorted(record.metrics))}")
         value = getattr(record, column, None) if column in RunRecord.model_fields else record.metrics.get(column)
         if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
             raise InputError(f"{where}: compute column {column!r} is {value!r}; it must be a positive number")

@@ -119,17 +119,71 @@ def pareto_figure(result: ParetoResult, path: str | Path | None = None) -> Figur
         line = frontiers.get(group, [])
         ax.plot([p.compute for p in line], [p.performance for p in line], drawstyle="steps-post",
                 color=color, linewidth=1.8, gid="frontier", label=f"frontier{' (' + group + ')' if group else ''}")
-    for point in result.points:
-        ax.annotate(point.name, (point.compute, point.performance), xytext=(6, 4), textcoords="offset points",
-                    fontsize=8, gid="name")
     ax.set_xscale("log")
     ax.set_xlabel(result.compute_label)
     ax.set_ylabel(textwrap.fill(result.performance_label, 60))
     sized_note = " (bubble area ∝ parameters)" if largest else ""
-    ax.set_title(result.title + sized_note)
+    ax.set_title(result.title + sized_note + "; frontier points named")
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=8, loc="best", markerscale=0.5)
+    _legend_outside(ax, markerscale=0.5)
+    named = [p for p in result.points if p.on_frontier]
+    areas = [max(MAX_BUBBLE_AREA * p.size / largest, 12.0) if p.size and largest else 36.0 for p in named]
+    _place_labels(figure, ax, [(textwrap.fill(p.name, 30), p.compute, p.performance) for p in named], areas)
     return _finish(figure, path)
+
+
+# Where a label may sit from its point (points): right-above first, then around it, then further out.
+_LABEL_OFFSETS = [(dx * r, dy * r) for r in (1, 2, 3.5, 5) for dx, dy in
+                  ((6, 4), (6, -12), (-6, 4), (-6, -12), (0, 12), (0, -20))]
+
+
+_LEADER = {"arrowstyle": "-", "color": "0.5", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 3}
+
+
+def _place_labels(figure: Figure, ax: Axes, labels: Sequence[tuple[str, float, float]],
+                  areas: Sequence[float]) -> None:
+    """Name each point with an annotation that overlaps no other label and no named point's bubble (``areas``,
+    points²) and stays inside the axes: the first free offset of ``_LABEL_OFFSETS`` (a thin leader line once
+    moved away), else the least crowded one."""
+    from matplotlib.transforms import Bbox
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw_without_rendering()  # settle the layout, so label boxes are where they will be drawn
+    frame = ax.get_window_extent(renderer)
+    scale = figure.dpi / 72.0  # points -> pixels
+    bubbles, placed = [], []
+    for (_, x, y), area in zip(labels, areas):  # the bubbles themselves are taken
+        cx, cy = ax.transData.transform((x, y))
+        r = 0.5 * np.sqrt(area) * scale
+        bubbles.append(Bbox.from_extents(cx - r, cy - r, cx + r, cy + r))
+    for name, x, y in labels:
+        best = None
+        for dx, dy in _LABEL_OFFSETS:
+            leader = None if (dx, dy) == _LABEL_OFFSETS[0] else _LEADER
+            note = ax.annotate(name, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=8, gid="name",
+                               ha="left" if dx >= 0 else "right", annotation_clip=False, arrowprops=leader)
+            note.set_in_layout(False)  # the layout is settled: labels must not move the axes
+            note.update_positions(renderer)
+            box = Text.get_window_extent(note, renderer)  # the words alone, not the leader line
+            # cost: leaving the axes, then covering another label, then covering a named bubble
+            clashes = (0 if _inside(box, frame) else 100) + 10 * sum(box.overlaps(other) for other in placed) \
+                + sum(box.overlaps(other) for other in bubbles)
+            if best is None or clashes < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (clashes, note, box)
+            else:
+                note.remove()
+            if clashes == 0:
+                break
+        placed.append(best[2])
+
+
+def _inside(box, frame) -> bool:  # noqa: ANN001 (matplotlib Bbox)
+    return box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0 and box.y1 <= frame.y1
 
 
 # -- law against runs ----------------------------------------------------------

@@ -132,12 +132,12 @@ def test_runs_one_frontier_per_family_with_counted_compute():
     assert result.direction == "lower" and result.compute_label == RUN_COMPUTE_LABEL
     flags = {(p.group, p.name): p.on_frontier for p in result.points}
     # gpt2: 800 costs most and is worst; pythia's 200 is on ITS frontier though pythia 400 beats all gpt2 runs
-    assert flags == {("gpt2", "gpt2 100<-200"): True, ("gpt2", "gpt2 100<-400"): True,
-                     ("gpt2", "gpt2 100<-800"): False, ("pythia", "pythia 100<-200"): True,
-                     ("pythia", "pythia 100<-400"): True}
+    assert flags == {("gpt2", "gpt2 100 <- 200"): True, ("gpt2", "gpt2 100 <- 400"): True,
+                     ("gpt2", "gpt2 100 <- 800"): False, ("pythia", "pythia 100 <- 200"): True,
+                     ("pythia", "pythia 100 <- 400"): True}
     gpt2 = {p.name: p.compute for p in result.points if p.group == "gpt2"}
-    assert gpt2["gpt2 100<-400"] == distill_flops(100, 400, 1000)
-    assert [p.name for p in result.frontiers()["gpt2"]] == ["gpt2 100<-200", "gpt2 100<-400"]
+    assert gpt2["gpt2 100 <- 400"] == distill_flops(100, 400, 1000)
+    assert [p.name for p in result.frontiers()["gpt2"]] == ["gpt2 100 <- 200", "gpt2 100 <- 400"]
 
 
 def test_runs_of_one_pair_with_several_seeds_get_distinct_names():
@@ -187,3 +187,17 @@ def test_cli_higher_is_better_overrides_an_error_rate_read_as_lower(tmp_path, ru
     # *_err is lower-is-better by name; the flag turns it round
     assert lower["direction"] == "lower" and lower["frontier"] == ["x", "y"]
     assert higher["direction"] == "higher" and higher["frontier"] == ["x"]
+
+
+def test_runs_are_named_by_student_init_and_teacher_and_seeds_told_apart():
+    teacher = {"teacher": "gpt2-L2-d64"}
+    runs = [RunRecord(family="gpt2", student_params=30_016, teacher_params=173_824, tokens=1000, seed=seed,
+                      student_init="pruned", metrics={"eval_loss": 4.0 + seed}, extra=teacher) for seed in (0, 1)]
+    names = sorted(p.name for p in pareto_from_runs(runs).points)
+    assert names == ["30k pruned <- gpt2-L2-d64 (174k), seed 0", "30k pruned <- gpt2-L2-d64 (174k), seed 1"]
+
+
+def test_an_unknown_compute_column_lists_the_columns():
+    with pytest.raises(InputError, match=r"no compute column 'nosuch' in the runs; columns: flops, .*tokens.*; "
+                                         r"metrics: eval_loss"):
+        pareto_from_runs([run("gpt2", 100, 200, 3.0)], compute="nosuch")

@@ -55,7 +55,8 @@ def test_pareto_figure_holds_every_point_its_names_and_the_frontier_steps():
     result = pareto(MINIMA)
     ax = pareto_figure(result).axes[0]
     assert n_offsets(with_gid(ax, "point")) == len(result.points)
-    assert sorted(t.get_text() for t in with_gid(ax, "name")) == sorted(p.name for p in result.points)
+    # only the frontier's points are named
+    assert sorted(t.get_text() for t in with_gid(ax, "name")) == sorted(p.name for p in result.points if p.on_frontier)
     (frontier,) = with_gid(ax, "frontier")
     assert frontier.get_drawstyle() == "steps-post"
     on_frontier = sorted((p.compute, p.performance) for p in result.points if p.on_frontier)
@@ -212,3 +213,22 @@ def test_cli_plot_law_and_runs(tmp_path, runs, law, run_cli):
     assert (tmp_path / "runs.svg").read_bytes().startswith(MAGIC["svg"])
     done = run_cli("plot", "runs", store, "--out", tmp_path / "runs.gif")
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and ".png" in done.stderr
+
+
+def test_run_store_pareto_names_frontier_runs_by_model_and_no_labels_overlap():
+    from matplotlib.text import Text
+
+    result = pareto(REPO / "data" / "runs" / "shakespeare-study.jsonl")
+    figure = pareto_figure(result)
+    ax = figure.axes[0]
+    names = with_gid(ax, "name")
+    assert len(names) == len(result.frontier) < len(result.points)
+    assert all("<- gpt2-L2-d" in n.get_text() and "#" not in n.get_text() for n in names)
+    renderer = _renderer(figure)
+    boxes = []
+    for note in names:
+        note.update_positions(renderer)
+        boxes.append(Text.get_window_extent(note, renderer))
+    frame = ax.get_window_extent(renderer)
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1 for b in boxes)
