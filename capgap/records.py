@@ -176,10 +176,11 @@ def _validated(model: type[BaseModel], data: dict[str, Any], *, where: str, what
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "record"
+        from capgap.field_messages import RUN_FIELDS, field_message
+
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise InputError(f"{what}{field}: {first['msg']}{more}", where=where) from None
+        message = field_message(exc.errors()[0], RUN_FIELDS, list(model.model_fields))
+        raise InputError(f"{what}{message}{more}", where=where) from None
 
 
 def stored_from_dict(data: dict[str, Any], *, where: str) -> RunRecord | FailedRun:

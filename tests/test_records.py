@@ -84,3 +84,20 @@ def test_size_by_measure():
     assert record.size("student") == 70_000_000
     assert record.size("student", "nonembed") == 19_000_000
     assert record.size("teacher", "nonembed") is None
+
+
+def test_validation_errors_name_the_fields_meaning_not_pydantics_wording():
+    import pytest
+
+    from capgap.errors import InputError
+    from capgap.records import record_from_dict
+
+    base = {"family": "gpt2", "student_params": 1000, "teacher_params": 2000}
+    with pytest.raises(InputError) as missing:
+        record_from_dict(base, where="runs.jsonl:3")
+    assert "metrics (the measured metrics" in str(missing.value) and "is missing" in str(missing.value)
+    assert "Field required" not in str(missing.value)
+    with pytest.raises(InputError, match=r"student_params \(the student's parameter count\) must be a positive number"):
+        record_from_dict({**base, "student_params": "abc", "metrics": {"eval_loss": 3.0}}, where="runs.jsonl:3")
+    with pytest.raises(InputError, match="bogus is not a field of a run record; fields: run_id, family"):
+        record_from_dict({**base, "metrics": {"eval_loss": 3.0}, "bogus": 1}, where="runs.jsonl:3")
