@@ -213,7 +213,7 @@ def test_warnings_come_first_in_the_report_and_sit_in_the_law_file(capsys, tmp_p
 
 def test_out_in_a_missing_folder_is_refused_before_fitting(capsys, store, tmp_path):
     message = one_line_error(capsys, store, "--out", tmp_path / "missing" / "law.json")
-    assert "folder to write the law file in does not exist" in message
+    assert "the folder of the law file" in message and "does not exist" in message
     assert not (tmp_path / "missing").exists()
 
 
