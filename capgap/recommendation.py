@@ -126,6 +126,12 @@ class Recommendation(BaseModel):
         return self.model_dump_json(indent=2)
 
 
+
+def _range_text(bounds: list[float]) -> str:
+    """'1.7–8.4', or one number where both ends agree ('20', never '20–20')."""
+    low, high = (f"{b:.3g}" for b in bounds)
+    return low if low == high else f"{low}–{high}"
+
 def _describe(law: Law, source: str) -> LawInfo:
     file = law.file
     fitted_range = [int(round(x)) for x in file.student_range] if file.student_range else None
@@ -139,7 +145,7 @@ def _describe(law: Law, source: str) -> LawInfo:
         sizes = r.student_params or file.student_range
         regime = [f"students: {' or '.join(r.student_init) or 'init unknown'}"
                   + (f", {format_size(sizes[0])}–{format_size(sizes[1])}" if sizes else ""),
-                  "tokens: " + (f"{r.tokens_per_param[0]:.3g}–{r.tokens_per_param[1]:.3g} per parameter"
+                  "tokens: " + (_range_text(r.tokens_per_param) + " per parameter"
                                 if r.tokens_per_param else "per-parameter range unknown"),
                   f"sizes: {file.size_measure} parameters"]
         label = f"{law.name} law ({'fitted on ' + str(file.n_runs) + ' runs' if file.fitted else 'unfitted'})"

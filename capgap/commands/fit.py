@@ -92,7 +92,10 @@ def report(law, paths: list[str]) -> str:
     boot = diagnostics.bootstrap
     if boot is not None and boot.resamples:
         effective = (boot.model_extra or {}).get("effective")
-        quality = (f"effective sample size {effective:.0f}" if effective is not None
+        proposals = (boot.model_extra or {}).get("proposals")
+        quality = (f"effective sample size {effective:.0f}"
+                   + (f" of {proposals} weighted proposals" if proposals else " (over the weighted proposals)")
+                   if effective is not None
                    else f"{boot.unconverged} stopped early")
         lines.append(f"  intervals: {boot.resamples} draws by {boot.method}; {boot.failed} failed, {quality}")
     if diagnostics.model:

@@ -385,7 +385,7 @@ def draw_intervals(groups: RunGroups, point, options: FitOptions, inflation: flo
     Returns (the draws, the point fit): a sampler that finds a better fit than the point fit
     moves the point fit there first.
     """
-    from capgap.onestage import bootstrap, likelihood_draws, refine
+    from capgap.onestage import PROPOSALS, bootstrap, likelihood_draws, refine
 
     rng = np.random.default_rng(options.seed)
     n = options.bootstrap
@@ -417,7 +417,7 @@ def draw_intervals(groups: RunGroups, point, options: FitOptions, inflation: flo
         return residual_bootstrap(f" (the likelihood sampler's effective sample was {sampled.effective:.0f})"), point
     report = BootstrapReport(method="profile-likelihood sampling (importance-weighted, Bartlett-tempered)",
                              resamples=n, failed=sampled.failed, effective=round(sampled.effective, 1),
-                             temper=round(sampled.temper, 3))
+                             proposals=PROPOSALS, temper=round(sampled.temper, 3))
     return IntervalDraws(sampled.draws, report, notes), point
 
 
