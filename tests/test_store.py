@@ -155,7 +155,8 @@ def test_load_runs_reads_csv_and_jsonl_and_refuses_others(tmp_path):
     store = RunStore(tmp_path / "a.jsonl")
     store.extend([make(1), make(2)])
     store.export_csv(tmp_path / "b.csv")
-    assert len(load_runs([tmp_path / "a.jsonl", tmp_path / "b.csv"])) == 2  # same runs, kept once
+    with pytest.warns(UserWarning, match=r"2 exact repeat\(s\) of runs kept once"):
+        assert len(load_runs([tmp_path / "a.jsonl", tmp_path / "b.csv"])) == 2  # same runs, kept once
     (tmp_path / "c.txt").write_text("x")
     with pytest.raises(InputError, match="unknown run file type"):
         load_runs(tmp_path / "c.txt")
