@@ -295,7 +295,6 @@ def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> C
     warnings = [*([misfit_warning] if misfit_warning else []), *simplified,
                 *_self_check(cls, groups, point, drawn, intervals, optima, df, options)]
     students = [k.student_params for k in groups.keys]
-    tpp = [k.tokens / k.student_params for k in groups.keys if k.tokens]
     residual = fitted_groups.badness - point.profile.fitted[0]
     report = drawn.report if drawn is not None else BootstrapReport(method="none")
     file = LawFile(
@@ -303,15 +302,13 @@ def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> C
         size_measure=options.size_measure, metric=options.metric, direction=options.direction,
         n_runs=groups.n_runs, runs_hash=ids_hash(groups.run_ids), student_range=[min(students), max(students)],
         level=options.level, fitted=True,
-        regime=LawRegime(student_params=[min(students), max(students)],
-                         tokens_per_param=[min(tpp), max(tpp)] if tpp else None,
-                         student_init=sorted({k.student_init for k in groups.keys})),
+        regime=fitted_regime(groups),
         provenance=(f"fitted by capgap in one pass over {groups.n_runs} runs in {len(groups.keys)} groups; "
                     f"{options.metric}, {options.direction} is better; {options.size_measure} sizes; "
                     f"intervals by {report.method}, {report.resamples} draws, seed {options.seed}"),
         diagnostics=LawDiagnostics(
-            warnings=warnings, formula=cls.formula, model=MODEL, shape=compact_shape(point.shape), asymmetry=point.asymmetry,
-            noise=point.noise, df=df,
+            warnings=warnings, formula=cls.formula, model=MODEL, shape=compact_shape(point.shape),
+            asymmetry=point.asymmetry, noise=point.noise, df=df,
             goodness=Goodness(rmse=float(np.sqrt(np.mean(residual**2))), n_runs=fitted_groups.n_runs,
                               n_groups=len(groups.keys), n_outside_window=groups.n_runs - fitted_groups.n_runs),
             bootstrap=report, skipped_groups=[f"{label} ({n} teacher sizes)" for label, n in groups.skipped],
@@ -320,26 +317,32 @@ def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> C
     return cls(file)
 
 
+def fitted_regime(groups: RunGroups) -> LawRegime:
+    """The student sizes, tokens per parameter and inits a law was fitted on."""
+    students = [k.student_params for k in groups.keys]
+    tpp = [k.tokens / k.student_params for k in groups.keys if k.tokens]
+    return LawRegime(student_params=[min(students), max(students)],
+                     tokens_per_param=[min(tpp), max(tpp)] if tpp else None,
+                     student_init=sorted({k.student_init for k in groups.keys}))
+
+
 def one_sided_law(groups: RunGroups, bound, options: FitOptions) -> CurveLaw:
     """The law a one-sided answer writes (capgap.one_sided): a bound on T*/S, whatever family was asked for, since
     runs that locate no optimum cannot tell families apart; the warning saying so comes first."""
     from capgap.laws.base import law_class
     from capgap.one_sided import bound_optima, bound_warning, ratio_bound
 
-    ratio = ratio_bound(groups, bound)
-    students = [k.student_params for k in groups.keys]
-    tpp = [k.tokens / k.student_params for k in groups.keys if k.tokens]
     from capgap.optima import ladder_advice
 
+    ratio = ratio_bound(groups, bound)
+    students = [k.student_params for k in groups.keys]
     file_optima = bound_optima(groups, bound)
     file = LawFile(
         law="ratio", coefficients={"r": ratio}, intervals={"r": None}, bound=bound.side,
         optima=file_optima, size_measure=options.size_measure, metric=options.metric,
         direction=options.direction, n_runs=groups.n_runs, runs_hash=ids_hash(groups.run_ids),
         student_range=[min(students), max(students)], level=options.level,
-        regime=LawRegime(student_params=[min(students), max(students)],
-                         tokens_per_param=[min(tpp), max(tpp)] if tpp else None,
-                         student_init=sorted({k.student_init for k in groups.keys})),
+        regime=fitted_regime(groups),
         provenance=(f"a one-sided bound from {groups.n_runs} runs in {len(groups.keys)} groups, each best at the "
                     f"same edge of its ladder; {options.metric}, {options.direction} is better; "
                     f"{options.size_measure} sizes"),
