@@ -155,6 +155,7 @@ def test_unbracketed_ladder_says_which_way_to_extend(capsys, tmp_path):
     out = capsys.readouterr().out.splitlines()
     assert out[1].startswith("warning: one-sided answer: the smallest teacher tried was the best for every student")
     assert "T* is at most 4x the student" in out[1] and "add teachers below 80M" in "\n".join(out)
+    assert "  r <= 4  (a one-sided bound, no point estimate)" in out
 
 
 def test_unknown_law_and_bad_bootstrap(capsys, store):

@@ -85,6 +85,10 @@ def report(law, paths: list[str]) -> str:
     # Coefficients held fixed (no interval key at all) are left out when others were fitted.
     shown = [name for name in file.coefficients if name in file.intervals] or list(file.coefficients)
     for name in shown:
+        if file.bound is not None:  # a one-sided answer: the coefficient is the bound itself
+            relation = "<=" if file.bound == "at_most" else ">="
+            lines.append(f"  {name} {relation} {file.coefficients[name]:.4g}  (a one-sided bound, no point estimate)")
+            continue
         bounds = file.intervals.get(name)
         interval = _interval(*(bounds or (None, None)), lambda v: f"{v:.4g}")
         lines.append(f"  {name} = {file.coefficients[name]:.4g}  "
