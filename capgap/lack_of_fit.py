@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from capgap.groups import RunGroups
+from capgap.one_sided import pure_error
 
 SIGNIFICANCE = 0.01  # a lack-of-fit test fires below this p-value
 
@@ -55,14 +56,7 @@ def lack_of_fit(groups: RunGroups, fitted: np.ndarray, df: int) -> LackOfFit:
     from scipy import stats
 
     residual = groups.badness - fitted
-    pure, pure_df = 0.0, 0
-    for j in range(len(groups.keys)):
-        members = groups.group == j
-        logs, inverse = np.unique(groups.log_teacher[members], return_inverse=True)
-        y = groups.badness[members]
-        means = np.bincount(inverse, weights=y, minlength=logs.size) / np.bincount(inverse, minlength=logs.size)
-        pure += float(np.sum((y - means[inverse]) ** 2))
-        pure_df += y.size - logs.size
+    pure, pure_df = pure_error(groups)
     lack_df = df - pure_df
     if pure_df >= 2 and lack_df >= 1 and pure > 0:
         lack = max(float(np.sum(residual**2)) - pure, 0.0)

@@ -40,18 +40,28 @@ def _means(groups: RunGroups, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return logs, np.bincount(inverse, weights=values, minlength=logs.size) / counts, counts
 
 
+def pure_error(groups: RunGroups) -> tuple[float, int]:
+    """The sum of squares of runs about their (group, teacher) mean, and its degrees of freedom."""
+    total, df = 0.0, 0
+    for j in range(len(groups.keys)):
+        members = groups.group == j
+        logs, inverse = np.unique(groups.log_teacher[members], return_inverse=True)
+        y = groups.badness[members]
+        means = np.bincount(inverse, weights=y, minlength=logs.size) / np.bincount(inverse, minlength=logs.size)
+        total += float(np.sum((y - means[inverse]) ** 2))
+        df += y.size - logs.size
+    return total, df
+
+
 def noise_scale(groups: RunGroups) -> float | None:
     """The noise standard deviation: pure error from repeated runs where there are any, else the residuals
     of a quadratic in ln T per group (None where neither leaves a degree of freedom)."""
-    pure, pure_df, quad, quad_df = 0.0, 0, 0.0, 0
+    pure, pure_df = pure_error(groups)
+    quad, quad_df = 0.0, 0
     for j in range(len(groups.keys)):
         members = groups.group == j
         x, y = groups.log_teacher[members], groups.badness[members]
-        logs, inverse = np.unique(x, return_inverse=True)
-        means = np.bincount(inverse, weights=y, minlength=logs.size) / np.bincount(inverse, minlength=logs.size)
-        pure += float(np.sum((y - means[inverse]) ** 2))
-        pure_df += x.size - logs.size
-        if logs.size > 3:
+        if np.unique(x).size > 3:
             coefficients = np.polyfit(x, y, 2)
             quad += float(np.sum((y - np.polyval(coefficients, x)) ** 2))
             quad_df += x.size - 3
@@ -77,19 +87,18 @@ def edge_bound(groups: RunGroups) -> EdgeBound | None:
         else:
             return None
     # Ties are no edge; and the edge must stand out from the group's worst rung, or the curve is flat.
-    if len(sides) != 1 or any(lead[0] <= 0 for lead in leads) or not _trend(groups):
-        return None
     noise = noise_scale(groups)
+    if len(sides) != 1 or any(lead[0] <= 0 for lead in leads) or not _trend(groups, noise):
+        return None
     clear = noise is not None and all(lead > CLEAR_MARGIN * noise * np.sqrt(1 / n_edge + 1 / n_next)
                                       for lead, n_edge, n_next, _, _ in leads)
     return EdgeBound(side=sides.pop(), teachers=[edge if clear else nxt for _, _, _, edge, nxt in leads],
                      at_edge=clear, noise=noise)
 
 
-def _trend(groups: RunGroups) -> bool:
+def _trend(groups: RunGroups, noise: float | None) -> bool:
     """Whether the runs change with teacher size at all: pooled over groups, the worst rung's mean lies more than
     CLEAR_MARGIN standard errors above the best one's (any positive gap where the noise cannot be measured)."""
-    noise = noise_scale(groups)
     gaps, variances = 0.0, 0.0
     for j in range(len(groups.keys)):
         _, means, counts = _means(groups, j)
