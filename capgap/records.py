@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator,
 from capgap.errors import InputError
 
 Direction = Literal["lower", "higher"]
+StudentKind = Literal["dense", "moe"]
 
 # Suffix -> direction. Loss and perplexity fall as quality rises; accuracy rises.
 _DIRECTION_BY_SUFFIX: dict[str, Direction] = {
@@ -71,6 +72,9 @@ class RunRecord(BaseModel):
     teacher_params_nonembed: PositiveInt | None = None
     tokens: PositiveInt | None = None
     student_init: str = "unknown"  # pruned | scratch | other
+    student_kind: StudentKind = "dense"  # moe: MLPs made top-1 experts (records before this field are dense)
+    experts: PositiveInt | None = None  # experts per MoE layer; None for a dense student
+    student_active_params: PositiveInt | None = None  # parameters used per token (student_params: all of them)
     alpha: float | None = None  # weight of CE(data); 1 - alpha weighs the KD term
     temperature: float | None = None
     seed: int | None = None
@@ -83,7 +87,8 @@ class RunRecord(BaseModel):
     extra: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("student_params", "teacher_params", "student_params_nonembed",
-                     "teacher_params_nonembed", "tokens", "teacher_tokens", mode="before")
+                     "teacher_params_nonembed", "tokens", "teacher_tokens", "student_active_params", "experts",
+                     mode="before")
     @classmethod
     def _integral(cls, value: Any) -> Any:
         # Accept 1.3e9 written as a float, refuse 1.5 parameters.
@@ -123,6 +128,24 @@ class RunRecord(BaseModel):
         return data
 
     @model_validator(mode="after")
+    def _kind_and_active(self) -> "RunRecord":
+        # A dense student uses all its parameters per token; an MoE one says how many experts it has.
+        if self.student_kind == "dense":
+            if self.experts is not None:
+                raise ValueError(f"experts {self.experts} given for a dense student; set student_kind to moe")
+            if self.student_active_params not in (None, self.student_params):
+                raise ValueError(f"student_active_params {self.student_active_params} differs from student_params "
+                                 f"{self.student_params} for a dense student; set student_kind to moe")
+        elif self.experts is None or self.experts < 2:
+            raise ValueError("an moe student needs experts (2 or more per MoE layer)")
+        elif self.student_active_params is None or self.student_active_params > self.student_params:
+            raise ValueError("an moe student needs student_active_params (parameters used per token), "
+                             "at most student_params (all of them)")
+        if self.student_active_params is None:
+            object.__setattr__(self, "student_active_params", self.student_params)
+        return self
+
+    @model_validator(mode="after")
     def _derive_run_id(self) -> "RunRecord":
         if not self.run_id:
             object.__setattr__(self, "run_id", run_id_for(self.config()))
@@ -131,9 +154,12 @@ class RunRecord(BaseModel):
     def config(self) -> dict[str, Any]:
         """The fields that identify the run (what the run id hashes).
 
-        ``teacher_tokens`` only when known, so ids of records that lack it stay what they were.
+        ``teacher_tokens`` only when known, the student kind and experts only for MoE students,
+        so ids of records that lack them stay what they were.
         """
         config = {name: getattr(self, name) for name in CONFIG_FIELDS}
+        if self.student_kind != "dense":  # dense records keep the ids they had before the kind existed
+            config.update(student_kind=self.student_kind, experts=self.experts)
         if self.teacher_tokens is not None:
             config["teacher_tokens"] = self.teacher_tokens
         return config

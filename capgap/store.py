@@ -32,10 +32,10 @@ from capgap.sizes import parse_size
 
 # Columns of the CSV import/export format besides metric columns.
 SIZE_COLUMNS = ("student_params", "teacher_params", "student_params_nonembed", "teacher_params_nonembed", "tokens",
-                "teacher_tokens")
-INT_COLUMNS = ("seed",)
+                "teacher_tokens", "student_active_params")
+INT_COLUMNS = ("seed", "experts")
 FLOAT_COLUMNS = ("alpha", "temperature", "teacher_loss", "flops")
-TEXT_COLUMNS = ("run_id", "family", "student_init", "source", "created_at")
+TEXT_COLUMNS = ("run_id", "family", "student_init", "student_kind", "source", "created_at")
 KNOWN_COLUMNS = set(SIZE_COLUMNS) | set(INT_COLUMNS) | set(FLOAT_COLUMNS) | set(TEXT_COLUMNS) | {"extra"}
 
 

@@ -8,7 +8,7 @@ import sys
 
 from capgap.commands.ladder import add_training_flags, train_config
 from capgap.errors import InputError
-from capgap.measure.config import DEFAULT_TOP_K, EVAL_TOKENS, MeasureConfig, TrainConfig
+from capgap.measure.config import DEFAULT_EXPERTS, DEFAULT_TOP_K, EVAL_TOKENS, MeasureConfig, TrainConfig
 from capgap.sizes import format_size, parse_size
 
 
@@ -23,6 +23,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cmd.add_argument("--runs", "--store", dest="store", required=True, metavar="RUNS.jsonl",
                      help="run store to append to (created if missing)")
     cmd.add_argument("--student-init", default=MeasureConfig.student_init, help="pruned (default), scratch or both")
+    cmd.add_argument("--student-kind", default=MeasureConfig.student_kind, metavar="KIND",
+                     help="dense (default) or moe: every MLP made top-1 experts of the dense width (MiniMoE); "
+                          "--students then names active sizes")
+    cmd.add_argument("--experts", type=int, metavar="E",
+                     help=f"experts per MoE layer, with --student-kind moe (default {DEFAULT_EXPERTS})")
+    cmd.add_argument("--balance-weight", type=float, default=TrainConfig.balance_weight, metavar="W",
+                     help=f"weight of the MoE balance loss (default {TrainConfig.balance_weight:g})")
     cmd.add_argument("--alpha", type=float, default=TrainConfig.alpha,
                      help=f"weight of CE on the data; 1-alpha weighs KD (default {TrainConfig.alpha})")
     cmd.add_argument("--temperature", type=float, default=TrainConfig.temperature,
@@ -49,9 +56,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def measure_config(args: argparse.Namespace) -> MeasureConfig:
     """The sweep the flags describe."""
     recipe = train_config(args, alpha=args.alpha, temperature=args.temperature, compile=args.compile, fast=args.fast,
-                          teacher_cache=args.teacher_cache, cache_top_k=args.cache_top_k)
+                          teacher_cache=args.teacher_cache, cache_top_k=args.cache_top_k,
+                          balance_weight=args.balance_weight)
     return MeasureConfig(teachers=args.teachers, students=args.students, store=args.store, train=recipe,
-                         student_init=args.student_init, corpus=args.corpus, shard=args.shard, lambada=args.lambada,
+                         student_init=args.student_init, student_kind=args.student_kind, experts=args.experts,
+                         corpus=args.corpus, shard=args.shard, lambada=args.lambada,
                          eval_tokens=args.eval_tokens, wikitext=args.wikitext, wikitext_tokens=args.eval_tokens,
                          progress=not args.quiet, retry_failed=args.retry_failed)
 
@@ -76,7 +85,9 @@ def measure_command(args: argparse.Namespace) -> int:
         return 0
     for record in result.records:
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in record.metrics.items())
-        print(f"{record.run_id}  {record.student_init:<7} {format_size(record.student_params):>6} <- "
+        kind = "" if record.student_kind == "dense" else \
+            f" moe×{record.experts} ({format_size(record.student_active_params)} active)"
+        print(f"{record.run_id}  {record.student_init:<7} {format_size(record.student_params):>6}{kind} <- "
               f"{record.extra['teacher']} ({format_size(record.teacher_params)}): {metrics}")
     scope = f" in shard {args.shard}" if args.shard else ""
     failed = f", {len(result.failed)} failed (recorded as failed)" if result.failed else ""

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 DEFAULT_TOP_K = 64  # teacher top-k kept by a teacher cache: the mass outside it is small for LMs, and exact as one bin
 EVAL_TOKENS = 65536  # held-out (and WikiText-2) tokens scored per model: a cap for speed; records state the count
 CORPUS = "shakespeare"  # shipped, public domain, 5 MB: enough for tiny ladders on a CPU
+STUDENT_KINDS = ("dense", "moe")  # an MoE student: its MLPs made top-1 experts (capgap.measure.moe)
+DEFAULT_EXPERTS = 4  # experts per MoE layer: MiniMoE's default
+BALANCE_WEIGHT = 0.01  # weight of the MoE balance loss: MiniMoE's and Switch Transformer's
+ROUTER_NOISE = 0.01  # eps of the router's multiplicative training noise U[1-eps, 1+eps]: Switch Transformer's jitter
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class TrainConfig:
     teacher_cache: str | None = None  # folder of teacher top-k caches shared by a sweep (implies fast)
     teacher_id: str = "teacher"  # the teacher's identity in the cache key (a sweep passes its fingerprint)
     cache_top_k: int = DEFAULT_TOP_K
+    balance_weight: float = BALANCE_WEIGHT  # of the MoE balance loss; no effect on a dense student
 
     @property
     def fused(self) -> bool:
@@ -69,6 +74,8 @@ class MeasureConfig:
     store: str  # the run store (.jsonl) to append to
     train: TrainConfig  # the recipe of every run
     student_init: str = "pruned"  # the paper's init; 'scratch' or 'both' add fresh students of the same shape
+    student_kind: str = "dense"  # or 'moe': the students' MLPs made experts; their target size is the active one
+    experts: int | None = None  # experts per MoE layer; None: DEFAULT_EXPERTS for moe (dense takes none)
     corpus: str = CORPUS
     shard: str | None = None  # 'i/n': every n-th pair from the i-th; None runs them all
     lambada: str | None = None  # LAMBADA jsonl; None skips lambada_acc

@@ -350,6 +350,16 @@ def _copy_projection(dst: torch.nn.Module, src: torch.nn.Module, inputs: torch.T
         dst.bias.copy_(src.bias.index_select(0, outputs))
 
 
+def copy_mlp(dst: torch.nn.Module, src: torch.nn.Module, mlp_in: str, mlp_out: str, channels: torch.Tensor,
+             neurons: Sequence[int], conv1d: bool) -> None:
+    """Copy MLP ``neurons`` (indices of ``src``'s) restricted to residual ``channels`` into a smaller MLP ``dst``."""
+    dev = getattr(src, mlp_in).weight.device
+    hid, kept = channels.to(dev), torch.tensor(list(neurons), device=dev, dtype=torch.long)
+    with torch.no_grad():
+        _copy_projection(getattr(dst, mlp_in), getattr(src, mlp_in), hid, kept, conv1d)
+        _copy_projection(getattr(dst, mlp_out), getattr(src, mlp_out), kept, hid, conv1d)
+
+
 def _copy_norm(dst: torch.nn.Module, src: torch.nn.Module, channels: torch.Tensor) -> None:
     dst.weight.copy_(src.weight.index_select(0, channels))
     if src.bias is not None:
@@ -400,9 +410,7 @@ def _build(model: PreTrainedModel, fam: _Family, shape: _Shape, importance: Mask
             head_cols = _head_cols(kept_heads[i], head_dim, channels).to(dev)
             _copy_projection(getattr(dst_attn, fam.attn_out), getattr(src_attn, fam.attn_out),
                              head_cols, hid, fam.conv1d)
-            neurons = torch.tensor(kept_neurons[i], device=dev)
-            _copy_projection(getattr(dst.mlp, fam.mlp_in), getattr(src.mlp, fam.mlp_in), hid, neurons, fam.conv1d)
-            _copy_projection(getattr(dst.mlp, fam.mlp_out), getattr(src.mlp, fam.mlp_out), neurons, hid, fam.conv1d)
+            copy_mlp(dst.mlp, src.mlp, fam.mlp_in, fam.mlp_out, hid, kept_neurons[i], fam.conv1d)
 
     student.train(model.training)
     return student, kept_heads, kept_neurons, kept_hidden, channels

@@ -3,6 +3,8 @@
 Both inits share one architecture for a given (teacher, target): the shape the
 pruner plans (teacher's depth, fewer heads, possibly smaller ones, hidden channels and
 MLP neurons), so a pruned and a scratch student differ only in their weights.
+An MoE student (``kind='moe'``) is that dense student with its MLPs made experts
+(capgap.measure.moe); its target size is its active size.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from capgap.errors import InputError
-from capgap.measure import prune
+from capgap.measure import moe, prune
 from capgap.measure.models import new_model
 
 if TYPE_CHECKING:
@@ -43,11 +45,23 @@ def scratch_student(teacher: "PreTrainedModel", target_params: int, seed: int) -
 
 
 def make_student(teacher: "PreTrainedModel", target_params: int, init: str, *, seed: int,
-                 calib_batches: Sequence[torch.Tensor], importance: Any = None) -> "PreTrainedModel":
-    """A student of about ``target_params`` parameters: ``init`` 'pruned' or 'scratch'."""
+                 calib_batches: Sequence[torch.Tensor], importance: Any = None, kind: str = "dense",
+                 experts: int | None = None) -> "PreTrainedModel":
+    """A student of about ``target_params`` parameters: ``init`` 'pruned' or 'scratch'.
+
+    ``kind`` 'moe': the same dense student with every MLP made ``experts`` experts
+    (capgap.measure.moe); ``target_params`` is then its active size.
+    """
+    experts = moe.check_experts(kind, experts)
     if init == "pruned":
+        if kind == "moe" and importance is None:  # the experts are cut by the same scores as the student
+            importance = prune.compute_importance(teacher, calib_batches)
         torch.manual_seed(seed)
-        return prune.prune_to_params(teacher, target_params, calib_batches, importance=importance)
+        student = prune.prune_to_params(teacher, target_params, calib_batches, importance=importance)
+        if kind == "moe":
+            moe.to_moe(student, experts, seed=seed, teacher=teacher, neuron_scores=importance.neurons)
+        return student
     if init == "scratch":
-        return scratch_student(teacher, target_params, seed)
+        student = scratch_student(teacher, target_params, seed)
+        return moe.to_moe(student, experts, seed=seed) if kind == "moe" else student
     raise InputError(f"student init {init!r} is not known; accepted: {', '.join(INITS)}, both")

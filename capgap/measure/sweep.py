@@ -29,6 +29,8 @@ from capgap.ladder_quality import inversions
 from capgap.measure.config import MeasureConfig
 from capgap.measure.evaluate import eval_loss, lambada_acc, read_lambada, wikitext2_ids, wikitext2_ppl
 from capgap.measure.ladder import read_ladder
+from capgap.measure.config import ROUTER_NOISE
+from capgap.measure.moe import check_experts, check_family, moe_counts
 from capgap.measure.models import checkpoint_fingerprint, family_of, load_pretrained, param_count
 from capgap.measure.students import INITS, make_student, student_config
 from capgap.measure.precheck import check_sweep
@@ -223,6 +225,9 @@ def measure(config: MeasureConfig, *, warn: Callable[[str], None] | None = None,
         raise InputError(f"--temperature {recipe.temperature} must be positive")
     if recipe.teacher_cache and recipe.cache_top_k < 1:
         raise InputError(f"--cache-top-k {recipe.cache_top_k} must be at least 1")
+    experts = check_experts(config.student_kind, config.experts)
+    if recipe.balance_weight < 0:
+        raise InputError(f"--balance-weight {recipe.balance_weight} must be 0 or more (MiniMoE's: 0.01)")
     # Under torchrun every process runs the sweep on its own device; only the main one records.
     context = init_distributed(resolve_device(recipe.device))
     torch_device = context.device
@@ -232,6 +237,9 @@ def measure(config: MeasureConfig, *, warn: Callable[[str], None] | None = None,
     inits, targets = parse_inits(config.student_init), parse_targets(config.students)
     lambada_texts = read_lambada(config.lambada) if config.lambada else None
     teacher_list = resolve_teachers(config.teachers)
+    if experts is not None:  # every teacher's students must have an MLP to split, before any run
+        for teacher in teacher_list:
+            check_family(teacher.config.model_type, where=f"teacher {teacher.name}")
     text = load_corpus(config.corpus)
 
     # One tokenizer per family: the first teacher's. Every student of the family uses it, so
@@ -262,6 +270,9 @@ def measure(config: MeasureConfig, *, warn: Callable[[str], None] | None = None,
                 "temperature": recipe.temperature, "seed": recipe.seed}
     if recipe.teacher_cache:  # KD over the teacher's top-k + rest is another experiment than the exact KD
         identity["teacher_top_k"] = recipe.cache_top_k
+    if experts is not None:  # dense runs keep the ids they had before MoE students existed
+        identity.update(student_kind="moe", experts=experts, balance_weight=recipe.balance_weight,
+                        router_noise=ROUTER_NOISE)
     pairs = [Pair(p.teacher, p.target, p.target_spec, p.init, run_id_for({
         **identity, "teacher": p.teacher.name, "teacher_params": p.teacher.params,
         "teacher_fingerprint": p.teacher.fingerprint, "teacher_pretrain_tokens": p.teacher.pretrain_tokens,
@@ -278,7 +289,8 @@ def measure(config: MeasureConfig, *, warn: Callable[[str], None] | None = None,
         for line in ladder_warnings(teacher_list):
             warn(line)
 
-    runner = _PairRunner(recipe, torch_device, prepared, lambada_texts, config.eval_tokens, config.progress, text.name)
+    runner = _PairRunner(recipe, torch_device, prepared, lambada_texts, config.eval_tokens, config.progress, text.name,
+                         experts)
     for number, pair in enumerate(pending, start=1):
         label = f"[{number}/{len(pending)}] {pair.init} {pair.target_spec} <- {pair.teacher.name}"
         try:
@@ -315,8 +327,9 @@ class _PairRunner:
 
     def __init__(self, config: TrainConfig, device: torch.device, prepared: dict[str, _Prepared],
                  lambada_texts: list[str] | None, eval_tokens: int, progress: bool,
-                 corpus_name: str) -> None:
+                 corpus_name: str, experts: int | None = None) -> None:
         self.config, self.device, self.prepared = config, device, prepared
+        self.experts = experts  # None: dense students; else experts per MoE layer
         self.lambada_texts, self.eval_tokens = lambada_texts, eval_tokens
         self.progress, self.corpus_name = progress, corpus_name
         self._teacher_name: tuple[str, str] | None = None
@@ -353,19 +366,27 @@ class _PairRunner:
         extra: dict[str, Any] = {"teacher": pair.teacher.name, "teacher_source": pair.teacher.source,
                                  "target_params": pair.target, "target_spec": pair.target_spec,
                                  "corpus": self.corpus_name}
+        kind = "dense" if self.experts is None else "moe"
         if pair.init == "pruned":
             calibration = self._calibration(data)
             if self._importance is None:
                 self._importance = prune.compute_importance(self._teacher, calibration)
             student = make_student(self._teacher, pair.target, "pruned", seed=self.config.seed,
-                                   calib_batches=calibration, importance=self._importance)
+                                   calib_batches=calibration, importance=self._importance, kind=kind,
+                                   experts=self.experts)
             student.to(self.device)
             extra["pruned_loss_before"] = eval_loss(student, data.heldout_ids, seq_len=self.config.seq_len,
                                                     max_tokens=self.eval_tokens, vocab_size=vocab)
             extra["prune_sparsity"] = student.prune_report.sparsity
         else:
-            student = make_student(self._teacher, pair.target, "scratch", seed=self.config.seed, calib_batches=[])
-        counts = param_count(student.config)
+            student = make_student(self._teacher, pair.target, "scratch", seed=self.config.seed, calib_batches=[],
+                                   kind=kind, experts=self.experts)
+        counts = active = param_count(student.config)
+        if self.experts is not None:  # the config is the dense shape: add the experts and routers
+            counts, active = moe_counts(counts, student.config, self.experts)
+            extra.update(balance_weight=self.config.balance_weight, router_noise=ROUTER_NOISE,
+                         student_active_params_nonembed=active.nonembed)
+        extra["flops_student"] = "active"  # 6*N_S*D counts the parameters a token uses (all of a dense student)
         trained = train(student, data.train_ids, replace(self.config, vocab_size=vocab,
                                                          teacher_id=f"{pair.teacher.name}|{pair.teacher.fingerprint}",
                                                          progress=label if self.progress else None), self._teacher)
@@ -395,8 +416,10 @@ class _PairRunner:
             run_id=pair.run_id, family=pair.teacher.family, student_params=counts.total,
             teacher_params=pair.teacher.params, student_params_nonembed=counts.nonembed,
             teacher_params_nonembed=pair.teacher.params_nonembed, tokens=trained.tokens, student_init=pair.init,
+            student_kind=kind, experts=self.experts, student_active_params=active.total,
             alpha=self.config.alpha, temperature=self.config.temperature, seed=self.config.seed, metrics=metrics,
-            teacher_loss=self._teacher_loss, teacher_tokens=pair.teacher.pretrain_tokens, flops=distill_flops(counts.total, pair.teacher.params, trained.tokens),
+            teacher_loss=self._teacher_loss, teacher_tokens=pair.teacher.pretrain_tokens,
+            flops=distill_flops(active.total, pair.teacher.params, trained.tokens),
             source="capgap", extra=extra)
 
 

@@ -11,6 +11,8 @@ never repeats data and is deterministic under its seed on a CPU.
 ``teacher_cache`` reads the teacher's top-k logits from a cache shared by a
 sweep's students (capgap.measure.teacher_cache); under torchrun each process
 trains on its slice of every micro-batch with DDP (capgap.measure.parallel).
+An MoE student's balance loss (capgap.measure.moe) is added to every
+micro-batch's loss with weight ``balance_weight``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import torch
 from capgap.errors import InputError
 from capgap.measure.fused_loss import HiddenAndHead, fused_batch_loss
 from capgap.measure.loss import DistillLoss, distill_loss
+from capgap.measure.moe import MoEMLP, model_balance_loss, moe_layers
 from capgap.measure.parallel import init_distributed, loss_normalizer, mean_over_processes, shard_batch, wrap_model
 from capgap.measure.config import TrainConfig
 from capgap.measure.teacher_cache import CachedTeacher, TeacherTopK, data_order_id
@@ -115,6 +118,12 @@ def batch_loss(student: torch.nn.Module, teacher: torch.nn.Module | None, inputs
                         temperature=config.temperature, vocab_size=config.vocab_size)
 
 
+def with_balance(loss: DistillLoss, layers: list[MoEMLP], weight: float) -> DistillLoss:
+    """The loss plus ``weight`` times the MoE balance loss of the last forward (unchanged without MoE layers)."""
+    balance = model_balance_loss(layers)
+    return loss if balance is None else loss._replace(total=loss.total + weight * balance)
+
+
 def train(student: torch.nn.Module, train_ids: torch.Tensor, config: TrainConfig,
           teacher: torch.nn.Module | None = None) -> TrainResult:
     """Train ``student`` in place on ``train_ids`` (1-D token ids); distil from ``teacher`` when given."""
@@ -152,6 +161,7 @@ def train(student: torch.nn.Module, train_ids: torch.Tensor, config: TrainConfig
                                micro_batches=steps * (seqs_per_step // config.micro_batch),
                                batch_shape=(local_micro, config.seq_len), vocab_size=vocab,
                                temperature=config.temperature, k=config.cache_top_k)
+    experts = moe_layers(student)  # an MoE student's layers: their balance loss joins every micro-batch's
     optimizer = _optimizer(student, config)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, steps, config))
     bar = _progress_bar(steps * seqs_per_step * config.seq_len, config.progress if context.is_main else None)
@@ -167,6 +177,7 @@ def train(student: torch.nn.Module, train_ids: torch.Tensor, config: TrainConfig
                 top = None if cached is None else cached.topk(step * len(micro_batches) + index, batch[:, :-1], teacher)
                 normalizer = loss_normalizer(batch[:, 1:], context) if config.fused else None
                 loss = batch_loss(forward_model, teacher, batch[:, :-1], batch[:, 1:], config, top, normalizer)
+                loss = with_balance(loss, experts, config.balance_weight)
             # Weight by share of the step's sequences so the step's gradient is a plain mean.
             (loss.total * (len(micro) / seqs_per_step)).backward()
             step_loss += mean_over_processes(loss.total, context).item() * len(micro) / seqs_per_step
