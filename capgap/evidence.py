@@ -52,6 +52,7 @@ class Comparison(BaseModel):
     student: str
     student_params: float | None
     student_init: str
+    student_kind: str = "dense"  # moe: MiniMoE's mixture-of-experts student (its size counts every expert)
     metric: str
     teachers: list[str]
     observed_best: str
@@ -71,8 +72,14 @@ def _zhang(rows: list[dict[str, str]], observed: str) -> Verdict:
         return Verdict(law="zhang2023", predicted=None, verdict="cannot say", why="sizes are not parameter counts")
     target = ZHANG_RATIO * student
     best = min(rows, key=lambda r: abs(math.log(float(r["teacher_params"]) / target)))["teacher"]
+    moe = " (the law is for dense students: this MoE student taken at its total size)" if _is_moe(rows[0]) else ""
     return Verdict(law="zhang2023", predicted=best, verdict="agrees" if best == observed else "disagrees",
-                   why=f"T* = 2.5·S = {format_size(target)}; closest tried on a log scale: {best}")
+                   why=f"T* = 2.5·S = {format_size(target)}; closest tried on a log scale: {best}{moe}")
+
+
+def _is_moe(row: dict[str, str]) -> bool:
+    """Whether a table row's student is a mixture of experts (MiniMoE's rows: student_init 'moe')."""
+    return row["student_init"].strip().lower() == "moe"
 
 
 def _busbridge(rows: list[dict[str, str]], observed: str, tolerance: float) -> Verdict:
@@ -117,7 +124,8 @@ def evidence(tolerance: float = DEFAULT_TOLERANCE) -> list[Comparison]:
         observed = best[0] if best else max(members, key=lambda r: _float(r["value"]) or -math.inf)["teacher"]
         found.append(Comparison(
             study=study, student=student, student_params=_float(members[0]["student_params"]),
-            student_init=members[0]["student_init"], metric=metric, teachers=[r["teacher"] for r in members],
+            student_init=members[0]["student_init"], student_kind="moe" if _is_moe(members[0]) else "dense",
+            metric=metric, teachers=[r["teacher"] for r in members],
             observed_best=observed, quality=members[0]["quality"], source=members[0]["source"],
             verdicts=[_zhang(members, observed), _busbridge(members, observed, tolerance)]))
     return found

@@ -1,7 +1,8 @@
-"""Runs grouped for the one-stage fit: one group per (family, student init, student size, tokens).
+"""Runs grouped for the one-stage fit: one group per (family, student init, student kind, student size, tokens).
 
 A group is one experiment: students of one size, made one way, distilled on
-one token budget, from several teachers. Students cut to one target size from
+one token budget, from several teachers. Dense and MoE students (``student_kind``)
+are never one group, as pruned and scratch students are not. Students cut to one target size from
 different teachers differ by a few parameters; sizes within 2% are one
 student size, named by the median. The arrays are sorted by group so that
 per-group sums are one ``np.add.reduceat`` each.
@@ -29,10 +30,12 @@ class GroupKey:
     student_init: str
     student_params: int  # nominal size
     tokens: int | None
+    student_kind: str = "dense"  # or moe (capgap.kinds)
 
     def label(self) -> str:
         tokens = f", {format_size(self.tokens)} tokens" if self.tokens else ""
-        return f"{self.family} {self.student_init} {format_size(self.student_params)}{tokens}"
+        kind = "" if self.student_kind == "dense" else f" {self.student_kind}"
+        return f"{self.family} {self.student_init}{kind} {format_size(self.student_params)}{tokens}"
 
 
 @dataclass(frozen=True)
@@ -118,10 +121,11 @@ def group_runs(runs: Sequence[RunRecord], metric: str, direction: str, size_meas
     nominal = nominal_sizes([r.size("student", size_measure) for r in usable])
     buckets: dict[GroupKey, list[RunRecord]] = defaultdict(list)
     for run in usable:
-        key = GroupKey(run.family, run.student_init, nominal[run.size("student", size_measure)], run.tokens or None)
+        key = GroupKey(run.family, run.student_init, nominal[run.size("student", size_measure)], run.tokens or None,
+                       run.student_kind)
         buckets[key].append(run)
     keys, skipped, columns = [], [], []
-    for key in sorted(buckets, key=lambda k: (k.family, k.student_init, k.student_params, k.tokens or 0)):
+    for key in sorted(buckets, key=lambda k: (k.family, k.student_init, k.student_kind, k.student_params, k.tokens or 0)):
         members = buckets[key]
         teachers = sorted({r.size("teacher", size_measure) for r in members})
         if len(teachers) < MIN_TEACHERS:
@@ -132,7 +136,7 @@ def group_runs(runs: Sequence[RunRecord], metric: str, direction: str, size_meas
     if not keys:
         most = max((n for _, n in skipped), default=0)
         raise InputError(f"locating an optimal teacher needs runs with at least {MIN_TEACHERS} distinct teacher sizes "
-                         f"for one (family, student init, student size, tokens); the most found was {most}")
+                         f"for one (family, student init, student kind, student size, tokens); the most found was {most}")
     log_teacher, badness, group, ids = [], [], [], []
     for j, (members, _) in enumerate(columns):
         for run in members:

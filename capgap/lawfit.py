@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from capgap.errors import InputError
+from capgap.kinds import mark_kinds, select_kind
 from capgap.laws.base import FitOptions, Law, ModelChoice, law_class, registered_families
 from capgap.records import RunRecord, metric_direction, unknown_direction_warning
 
@@ -38,20 +39,21 @@ def law_choices() -> tuple[str, ...]:
 
 def fit_law(runs: Sequence[RunRecord], law: str = "auto", metric: str | None = None,
             higher_is_better: bool | None = None, size_measure: str = "total", family: str | None = None,
-            bootstrap: int = 1000, seed: int = 0, level: float = 0.9, student_init: str | None = None) -> Law:
+            bootstrap: int = 1000, seed: int = 0, level: float = 0.9, student_init: str | None = None,
+            student_kind: str | None = None) -> Law:
     """Fit the law of the optimal teacher to runs.
 
     ``law``: auto or a registered family (ratio, linear, power, power-tokens, dsl).
     ``metric``: default eval_loss. ``higher_is_better``: the metric's direction
     where its name does not say (unknown names are taken as lower-is-better, with a warning).
-    ``family`` and ``student_init`` keep only runs of that family / init.
+    ``family``, ``student_init`` and ``student_kind`` (dense, moe) keep only runs of that family / init / kind.
     No numpy or scipy warning escapes: what matters becomes a sentence in ``diagnostics.warnings``.
     """
     import scipy.optimize  # noqa: F401  scipy ships its own OpenBLAS: load it so the limit below reaches it
     from threadpoolctl import threadpool_limits
 
     options, runs = _prepare(runs, law, metric, higher_is_better, size_measure, family, bootstrap, seed, level,
-                             student_init)
+                             student_init, student_kind)
     # Thousands of tiny solves: BLAS threads only fight over the cores (60x slower seen on 2 busy cores).
     with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -61,8 +63,10 @@ def fit_law(runs: Sequence[RunRecord], law: str = "auto", metric: str | None = N
         choice = compare_families(runs, options) if law == "auto" else None
         fitted = law_class(choice.winner if choice else law).fit(runs, options)
     extra = _run_warnings(runs)
-    filters = [f"{name} {value}" for name, value in (("family", family), ("student_init", student_init)) if value]
+    filters = [f"{name} {value}" for name, value in (("family", family), ("student_init", student_init),
+                                                     ("student_kind", student_kind)) if value]
     file = fitted.file
+    mark_kinds(file, runs)
     update: dict = {"warnings": [*file.diagnostics.warnings, *extra]}
     if choice is not None:
         update["cv"] = choice
@@ -91,7 +95,7 @@ def _quiet_scipy() -> None:
 
 
 def _prepare(runs, law, metric, higher_is_better, size_measure, family, bootstrap, seed, level,
-             student_init) -> tuple[FitOptions, list[RunRecord]]:
+             student_init, student_kind=None) -> tuple[FitOptions, list[RunRecord]]:
     choices = law_choices()
     if law not in choices:
         raise InputError(f"law {law!r} is unknown; accepted: {', '.join(choices)}")
@@ -101,7 +105,7 @@ def _prepare(runs, law, metric, higher_is_better, size_measure, family, bootstra
         raise InputError(f"size measure {size_measure!r} is unknown; accepted: total, nonembed")
     if not 0.0 < level < 1.0:
         raise InputError(f"level must lie between 0 and 1 (0.9 for a 90% interval); got {level}")
-    runs = select_runs(runs, family, student_init)
+    runs = select_kind(select_runs(runs, family, student_init), student_kind)
     metric = _choose_metric(runs, metric)
     runs = [r for r in runs if r.metric(metric) is not None]
     options = FitOptions(metric=metric, direction=_direction(metric, higher_is_better), size_measure=size_measure,

@@ -29,6 +29,7 @@ _FLOP_UNITS = {"flops": 1.0, "gflops": 1e9, "tflops": 1e12, "pflops": 1e15}
 _SIZE_IN_NAME = re.compile(r"-(\d+(?:\.\d+)?[MB])$")
 _NAME_COLUMNS = ("name", "model")
 RUN_COMPUTE_LABEL = "compute per run (FLOPs, 6·N_S·D + 2·N_T·D)"
+MOE_COMPUTE_LABEL = "compute per run (FLOPs, 6·N_S·D + 2·N_T·D; N_S of an MoE student: its active parameters)"
 
 
 class ParetoPoint(BaseModel):
@@ -162,7 +163,8 @@ def pareto_from_runs(records: Sequence[RunRecord], *, compute: str | None = None
                      lower_is_better: bool | None = None, title: str = "Pareto frontier of runs") -> ParetoResult:
     """The frontier of distillation runs, one per model family.
 
-    Compute is each run's ``flops``, or 6·N_S·D + 2·N_T·D from its tokens;
+    Compute is each run's ``flops``, or 6·N_S·D + 2·N_T·D from its tokens, N_S the parameters a token
+    uses (an MoE student's active ones; its label names its total size too);
     performance ``eval_loss`` (lower is better) unless ``perf`` says otherwise.
     """
     if not records:
@@ -190,16 +192,22 @@ def pareto_from_runs(records: Sequence[RunRecord], *, compute: str | None = None
             break
         frame.loc[clash, "name"] = [f"{name}, {detail(by_id[i])}" for name, i in zip(frame["name"][clash],
                                                                                       frame["run_id"][clash])]
-    compute_label = RUN_COMPUTE_LABEL if compute in (None, "flops") else compute
+    moe = any(r.student_kind == "moe" for r in records)
+    compute_label = (MOE_COMPUTE_LABEL if moe else RUN_COMPUTE_LABEL) if compute in (None, "flops") else compute
     return _result(frame, direction, compute_label, _performance_label(perf_columns, direction), title=title)
 
 
 def run_name(record: RunRecord) -> str:
-    """A run as a reader knows it: '30k pruned <- gpt2-L2-d64 (62.3k)', the teacher by name where recorded."""
+    """A run as a reader knows it: '30k pruned <- gpt2-L2-d64 (62.3k)', the teacher by name where recorded;
+    an MoE student by its active size, then its total: '30k active (45k total, MoE×4) pruned <- ...'."""
     teacher = record.extra.get("teacher")
     teacher_text = f"{teacher} ({format_size(record.teacher_params)})" if teacher else format_size(record.teacher_params)
     init = f" {record.student_init}" if record.student_init != "unknown" else ""
-    return f"{format_size(record.student_params)}{init} <- {teacher_text}"
+    student = format_size(record.student_params)
+    if record.student_kind == "moe":
+        student = (f"{format_size(record.student_active_params)} active ({student} total, "
+                   f"MoE×{record.experts})")
+    return f"{student}{init} <- {teacher_text}"
 
 
 def _seed_text(record: RunRecord) -> str:
@@ -226,7 +234,7 @@ def _run_compute(record: RunRecord, column: str | None, where: str) -> float:
     if record.tokens is None:
         raise InputError(f"{where}: neither flops nor tokens recorded, so its compute is unknown; "
                          "add a flops or tokens field")
-    return distill_flops(record.student_params, record.teacher_params, record.tokens)
+    return distill_flops(record.student_active_params or record.student_params, record.teacher_params, record.tokens)
 
 
 def _result(frame: pd.DataFrame, direction: Direction, compute_label: str, performance_label: str,

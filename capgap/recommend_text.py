@@ -251,7 +251,8 @@ def short_answer(rec: Recommendation) -> list[str]:
     far = [f"warning: {w}" if i == 0 else f"warning ({a.law.author}): {w}"
            for i, a in enumerate(shown) for w in a.warnings if w.startswith(FAR_OUTSIDE)]
     line, beside = _headline(rec, sizes)
-    return (far + [line] + _other(rec, sizes) + beside + [_interval(rec.by_law[0], sizes)] + _warnings(rec)
+    kind = [f"warning: {rec.kind_caveat}"] if rec.kind_caveat else []  # before anything: the answer is not for it
+    return (kind + far + [line] + _other(rec, sizes) + beside + [_interval(rec.by_law[0], sizes)] + _warnings(rec)
             + _nearest(rec, sizes) + _available(rec, sizes) + _budget(rec)
             + ["  more: --explain (regimes, sources, strategies, each law in full), --json"])
 

@@ -26,6 +26,7 @@ from capgap.assistants import SIZE_TOLERANCE, measured_assistant
 from capgap.compute_optimal import ComputeOptimal, compute_optimal
 from capgap.costs import DEFAULT_TEACHER_COST, TEACHER_COSTS, TeacherCost, cost_rule, counts_inference, counts_pretraining
 from capgap.errors import InputError
+from capgap.kinds import check_kind, kind_caveat
 from capgap.ladder_snap import (NearestModel, interval_of, ladder_warnings, larger_than, nearest_models, preferred_reason,
                                 resolve_ladder)
 from capgap.ladders import LadderModel
@@ -121,6 +122,8 @@ class Recommendation(BaseModel):
     by_law: list[LawAnswer]
     warnings: list[str]  # every law's, the headline's first; regime warnings first within each
     notes: list[str]
+    student_kind: str = "dense"  # or moe: a mixture-of-experts student (capgap.kinds)
+    kind_caveat: str | None = None  # said before the answer: the law does not cover this kind of student
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)
@@ -356,7 +359,7 @@ def recommend(student: str | int, law: str | Path | Law | LawFile | None = None,
               tokens: str | int | None = None, available_teacher: str | int | None = None,
               budget: str | float | None = None, init: StudentInit | None = None,
               teacher_cost: TeacherCost = DEFAULT_TEACHER_COST, tolerance: float = DEFAULT_TOLERANCE,
-              assistants: str | Path | None = None) -> Recommendation:
+              assistants: str | Path | None = None, student_kind: str = "dense") -> Recommendation:
     """Recommend a teacher for a student of ``student`` parameters.
 
     ``law``: None or 'default' consults both published laws, ``init`` ('pruned': Zhang et al.,
@@ -370,8 +373,11 @@ def recommend(student: str | int, law: str | Path | Law | LawFile | None = None,
     ``tolerance``: the near-miss band's width in the metric's units (nats for losses).
     ``assistants``: a run store of `capgap assistant` chains; with ``available_teacher``, the
     teacher_assistant_chain goes through the measured assistant (else the law's sizes, as without it).
+    ``student_kind``: dense, or moe (``student`` is then its total size, all experts); an MoE student is
+    answered by a law fitted on MoE runs where ``law`` is one, else by the dense answer after a caveat.
     """
     cost = _choice(teacher_cost, TEACHER_COSTS, "teacher cost")  # type: ignore[assignment]
+    check_kind(student_kind)
     if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and tolerance > 0):
         raise InputError(f"tolerance {tolerance!r} must be a positive number (nats for a loss), e.g. 0.01")
     given = parse_size(student, what="student size")
@@ -384,6 +390,8 @@ def recommend(student: str | int, law: str | Path | Law | LawFile | None = None,
     laws = _consulted(law, init)
     check_reach(given, measure, laws + [resolve_law(name) for name in SHIPPED_LAWS])
     head_law, head_source = laws[0]
+    law_given = not (law is None or isinstance(law, str) and (law.lower() == "default" or shipped_name(law) is not None))
+    caveat = kind_caveat(student_kind, head_law.file, head_source, law_given)
     models, label = resolve_ladder(ladder)
     available = parse_size(available_teacher, what="available teacher size") if available_teacher is not None else None
     if available is not None and available < given:
@@ -414,4 +422,4 @@ def recommend(student: str | int, law: str | Path | Law | LawFile | None = None,
         teacher_cost=cost, strategies=strategies, flops_rule=cost_rule(cost), budget=budget_flops,
         budget_best=head.budget_best, tolerance=float(tolerance), by_law=answers,
         warnings=[w if source == head.law.source else f"{source}: {w}" for source, w in labelled],
-        notes=head.notes + strategy_notes)
+        notes=head.notes + strategy_notes, student_kind=student_kind, kind_caveat=caveat)

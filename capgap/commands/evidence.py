@@ -27,7 +27,8 @@ def evidence_command(args: argparse.Namespace) -> int:
         print(json.dumps([c.model_dump() for c in found], indent=2))
         return 0
     for c in found:
-        print(f"{c.study}: {c.student} ({c.student_init}), {c.metric}; teachers {', '.join(c.teachers)}; "
+        made = "MoE student, all experts counted, one active per token" if c.student_kind == "moe" else c.student_init
+        print(f"{c.study}: {c.student} ({made}), {c.metric}; teachers {', '.join(c.teachers)}; "
               f"best observed: {c.observed_best} [{c.source}; {QUALITY.get(c.quality, c.quality)}]")
         for v in c.verdicts:
             print(f"  {v.law:<14} {v.verdict:<11} {v.why}")

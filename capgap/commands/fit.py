@@ -26,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("--family", help="use only runs of this model family")
     fit.add_argument("--init", dest="student_init", metavar="INIT",
                      help="use only runs whose students were initialised so (pruned, scratch)")
+    fit.add_argument("--kind", dest="student_kind", choices=("dense", "moe"),
+                     help="use only runs of this student kind (dense, or moe: mixture-of-experts students)")
     fit.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                      help="residual-bootstrap resamples for the intervals (default: 1000)")
     fit.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the bootstrap (default: 0)")
@@ -44,7 +46,7 @@ def fit_command(args: argparse.Namespace) -> int:
         check_output(args.out, what="law file")
     law = fit_law(load_runs(args.runs), law=args.law, metric=args.metric, higher_is_better=args.higher_is_better,
                   size_measure=args.size, family=args.family, bootstrap=args.bootstrap, seed=args.seed,
-                  student_init=args.student_init)
+                  student_init=args.student_init, student_kind=args.student_kind)
     if args.out:
         save_law(law, args.out)
     if args.json:

@@ -19,6 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="how the student is made: pruned from its teacher (MiniMA's recipe; Zhang et al. "
                              "headline) or from scratch (Busbridge et al. headline) (default: pruned; with a "
                              "shipped --law, the one it was fitted on)")
+    parser.add_argument("--student-kind", choices=["dense", "moe"], default="dense",
+                        help="dense (default) or moe: a mixture-of-experts student (--student its total size); "
+                             "answered by a --law fitted on MoE runs, else the dense answer with a caveat first")
     parser.add_argument("--ladder", default="pythia", metavar="pythia|gpt2|none|LADDER.csv",
                         help="real models to snap to: a known ladder or a CSV with name,params columns (default: pythia)")
     parser.add_argument("--size", choices=["total", "nonembed"], default=None, dest="size_measure",
@@ -49,6 +52,6 @@ def recommend_command(args: argparse.Namespace) -> int:
     rec = recommend(args.student, law=args.law, ladder=args.ladder, size_measure=args.size_measure,
                     tokens=args.tokens, available_teacher=args.available_teacher, budget=args.budget,
                     init=args.init, teacher_cost=args.teacher_cost, tolerance=args.tolerance,
-                    assistants=args.assistants)
+                    assistants=args.assistants, student_kind=args.student_kind)
     print(rec.to_json() if args.json else "\n".join(format_recommendation(rec, explain=args.explain)))
     return 0
