@@ -210,9 +210,12 @@ def law_figure(law: Law, runs: Sequence[RunRecord] | None = None, path: str | Pa
 
 
 def fitted_runs(law: Law, runs: Sequence[RunRecord]) -> tuple[list[RunRecord], list[RunRecord]]:
-    """The runs of the kind the law was fitted on (its metric, its student inits), and the others."""
-    inits = set(law.file.regime.student_init)
-    mine = [r for r in runs if law.file.metric in r.metrics and (not inits or r.student_init in inits)]
+    """The runs of the kind the law was fitted on (its metric, its student inits and kinds), and the others."""
+    from capgap.kinds import law_kinds
+
+    inits, kinds = set(law.file.regime.student_init), set(law_kinds(law.file))
+    mine = [r for r in runs if law.file.metric in r.metrics and (not inits or r.student_init in inits)
+            and r.student_kind in kinds]
     chosen = {id(r) for r in mine}
     return mine, [r for r in runs if id(r) not in chosen]
 
@@ -236,7 +239,8 @@ def _student_curves(ax: Axes, law: Law, runs: list[RunRecord], all_runs: bool) -
         teachers = np.exp(groups.log_teacher[rows])
         values = groups.badness[rows] * (1.0 if file.direction == "lower" else -1.0)
         drawn_runs += int(rows.sum())
-        label = f"S = {format_size(key.student_params)}" + (f", {key.student_init}" if len(inits) > 1 else "")
+        label = f"S = {format_size(key.student_params)}" + (f", {key.student_init}" if len(inits) > 1 else "") \
+            + (f", {key.student_kind} (total size)" if key.student_kind != "dense" else "")
         ax.scatter(teachers, values, color=color, marker=marker, s=20, zorder=3, gid="measured")
         unique = np.unique(teachers)
         ax.plot(unique, [values[teachers == t].mean() for t in unique], color=color, linestyle=":", linewidth=1,
@@ -436,7 +440,11 @@ def _size_colors(sizes: Sequence[float]) -> dict:
 # -- the raw run grid -------------------------------------------------------------
 
 def runs_figure(runs: Sequence[RunRecord], metric: str | None = None, path: str | Path | None = None) -> Figure:
-    """The student metric against teacher/student ratio, one line per student size, coloured by size."""
+    """The student metric against teacher/student ratio, one line per student size, coloured by size.
+
+    An MoE student is placed by its active size (the dense student of its compute) and drawn in
+    its own line style, so dense and MoE students of one active size share a colour and an x.
+    """
     if path is not None:
         figure_format(path)
     runs = list(runs)
@@ -448,23 +456,26 @@ def runs_figure(runs: Sequence[RunRecord], metric: str | None = None, path: str 
         raise InputError(f"no run has metric {metric!r}; choose with --metric")
     figure = _new_figure(9, 6)
     ax = figure.add_subplot()
-    nominal = nominal_sizes([r.student_params for r in usable], tolerance=FIGURE_SIZE_TOLERANCE)
+    size = lambda r: r.student_active_params or r.student_params  # noqa: E731 (a dense student's is all of it)
+    nominal = nominal_sizes([size(r) for r in usable], tolerance=FIGURE_SIZE_TOLERANCE)
     students = sorted(set(nominal.values()))
     colors = _size_colors(students)
-    inits = sorted({r.student_init for r in usable})
+    made = lambda r: r.student_init if r.student_kind == "dense" else f"{r.student_init} MoE×{r.experts}"  # noqa: E731
+    inits = sorted({made(r) for r in usable})
+    moe = any(r.student_kind == "moe" for r in usable)
     lines: dict[tuple[str, str, int], list[tuple[float, float]]] = defaultdict(list)
     for run in usable:
-        key = (run.family, run.student_init, nominal[run.student_params])
-        lines[key].append((run.teacher_params / run.student_params, run.metrics[metric]))
+        key = (run.family, made(run), nominal[size(run)])
+        lines[key].append((run.teacher_params / size(run), run.metrics[metric]))
     for (family, init, student), points in sorted(lines.items()):
         points.sort()
         linestyle, marker = _init_style(init, inits)
-        label = f"{family} S = {format_size(student)}" + (f", {init}" if len(inits) > 1 else "")
+        label = f"{family} S = {format_size(student)}{' active' if moe else ''}" + (f", {init}" if len(inits) > 1 else "")
         ax.plot([p[0] for p in points], [p[1] for p in points], marker=marker, linestyle=linestyle,
                 color=colors[student], gid="run", label=label)
     ax.axvline(REFERENCE_RATIO, linestyle="--", color="grey", gid="reference", label=f"T = {REFERENCE_RATIO}·S")
     ax.set_xscale("log")
-    ax.set_xlabel("teacher size / student size (total parameters)")
+    ax.set_xlabel("teacher size / student size (total parameters" + ("; an MoE student's active ones)" if moe else ")"))
     direction = metric_direction(metric)
     ax.set_ylabel(f"student {metric}" + (f" ({direction} is better)" if direction else ""))
     ax.set_title(f"distillation runs: {len(usable)} runs, {len(students)} student sizes")

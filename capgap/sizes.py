@@ -124,6 +124,9 @@ def distill_flops(student_params: float, teacher_params: float, tokens: float,
                   teacher_pretrain_tokens: float | None = None) -> float:
     """FLOPs of one distillation: 6*N_S*D (student training) + 2*N_T*D (teacher forward).
 
+    N_S counts the parameters one token uses: all of a dense student's, an MoE student's
+    active ones (one expert per layer, and the routers), as ``RunRecord.student_active_params``.
+
     With ``teacher_pretrain_tokens`` the teacher's own pretraining (6*N_T*D_T)
     is added; by default it is a sunk cost and not counted.
     """

@@ -46,12 +46,16 @@ def summary_line(path: str) -> str:
     teachers = sorted({r.teacher_params for r in records})
     metrics = sorted({m for r in records for m in r.metrics})
     families = sorted({r.family for r in records})
+    kinds = sorted({r.student_kind for r in records})
     from capgap.sizes import format_size
+
+    kind_text = "" if kinds == ["dense"] else "; student kinds " + ", ".join(
+        f"{kind} {sum(r.student_kind == kind for r in records)}" for kind in kinds)
 
     return (f"{path}: ok, {len(records)} runs{failed}; families {', '.join(families)}; "
             f"{len(students)} student sizes ({format_size(students[0])}-{format_size(students[-1])}), "
             f"{len(teachers)} teacher sizes ({format_size(teachers[0])}-{format_size(teachers[-1])}); "
-            f"metrics {', '.join(metrics)}")
+            f"metrics {', '.join(metrics)}{kind_text}")
 
 
 def validate_command(args: argparse.Namespace) -> int:
@@ -66,7 +70,8 @@ def show_command(args: argparse.Namespace) -> int:
     records = load_runs([args.file])
     frame = records_frame(records)
     metrics = args.metric or sorted({m for r in records for m in r.metrics})
-    columns = ["run_id", "family", "student_params", "teacher_params", "tokens", "student_init"] + metrics
+    kinds = ["student_kind", "experts", "student_active_params"] if any(r.student_kind != "dense" for r in records) else []
+    columns = ["run_id", "family", "student_params", *kinds, "teacher_params", "tokens", "student_init"] + metrics
     frame = frame[[c for c in columns if c in frame.columns]].sort_values(["family", "student_params", "teacher_params"])
     with pd.option_context("display.max_rows", None, "display.width", 200, "display.float_format", "{:.4g}".format):
         print(frame.to_string(index=False))
