@@ -2,7 +2,8 @@
 
 A group is one experiment: students of one size, made one way, distilled on
 one token budget, from several teachers. Dense and MoE students (``student_kind``)
-are never one group, as pruned and scratch students are not. Students cut to one target size from
+are never one group, as pruned and scratch students are not; an MoE student's
+size is its active size (``RunRecord.size``), the same whichever teacher it was cut from. Students cut to one target size from
 different teachers differ by a few parameters; sizes within 2% are one
 student size, named by the median. The arrays are sorted by group so that
 per-group sums are one ``np.add.reduceat`` each.

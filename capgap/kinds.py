@@ -5,6 +5,9 @@ field are dense). A fit keeps runs of one kind apart (``capgap.groups``) and can
 be restricted to one (``select_kind``); the law file it writes names the kinds
 it was fitted on (``student_kinds``, an extra field of the law file), so
 ``recommend --student-kind moe`` knows whether its law covers MoE students.
+Laws place an MoE student by its active size (``RunRecord.size``): what one
+token uses, the dense student it was cut as; its total size, all experts,
+changes with the teacher it was pruned from.
 No published law does: MiniMoE (Zhang et al., ACL 2023) measured one MoE
 student against two teachers, a table row, not a law.
 """
@@ -19,10 +22,10 @@ from capgap.records import RunRecord
 
 KINDS = ("dense", "moe")
 LAW_FIELD = "student_kinds"  # where a law file lists the kinds of the runs it was fitted on
-NO_PUBLISHED_MOE_LAW = ("no published law covers MoE students; below is the answer for a dense student of the size "
-                        "given (the MoE student's total, all experts): a guess, not a law (MiniMoE: a larger teacher "
-                        "helped its MoE student where it hurt a dense one of equal compute); for a law, fit MoE runs "
-                        "(capgap fit RUNS --kind moe --out LAW.json) and pass --law LAW.json")
+NO_PUBLISHED_MOE_LAW = ("no published law covers MoE students; below is the answer for a dense student of the "
+                        "active size given (the same compute per token): a guess, not a law (MiniMoE: a larger "
+                        "teacher helped its MoE student where it hurt a dense one of equal compute); for a law, fit "
+                        "MoE runs (capgap fit RUNS --kind moe --out LAW.json) and pass --law LAW.json")
 
 
 def check_kind(kind: str, what: str = "--student-kind") -> str:

@@ -240,7 +240,7 @@ def _student_curves(ax: Axes, law: Law, runs: list[RunRecord], all_runs: bool) -
         values = groups.badness[rows] * (1.0 if file.direction == "lower" else -1.0)
         drawn_runs += int(rows.sum())
         label = f"S = {format_size(key.student_params)}" + (f", {key.student_init}" if len(inits) > 1 else "") \
-            + (f", {key.student_kind} (total size)" if key.student_kind != "dense" else "")
+            + (f", {key.student_kind} (active size)" if key.student_kind != "dense" else "")
         ax.scatter(teachers, values, color=color, marker=marker, s=20, zorder=3, gid="measured")
         unique = np.unique(teachers)
         ax.plot(unique, [values[teachers == t].mean() for t in unique], color=color, linestyle=":", linewidth=1,

@@ -373,7 +373,7 @@ def recommend(student: str | int, law: str | Path | Law | LawFile | None = None,
     ``tolerance``: the near-miss band's width in the metric's units (nats for losses).
     ``assistants``: a run store of `capgap assistant` chains; with ``available_teacher``, the
     teacher_assistant_chain goes through the measured assistant (else the law's sizes, as without it).
-    ``student_kind``: dense, or moe (``student`` is then its total size, all experts); an MoE student is
+    ``student_kind``: dense, or moe (``student`` is then its active size, what a token uses); an MoE student is
     answered by a law fitted on MoE runs where ``law`` is one, else by the dense answer after a caveat.
     """
     cost = _choice(teacher_cost, TEACHER_COSTS, "teacher cost")  # type: ignore[assignment]

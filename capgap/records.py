@@ -168,7 +168,17 @@ class RunRecord(BaseModel):
         return self.metrics.get(name)
 
     def size(self, which: Literal["student", "teacher"], measure: str = "total") -> int | None:
-        """The student's or teacher's size by measure: 'total' or 'nonembed'."""
+        """The student's or teacher's size by measure, 'total' or 'nonembed', as the laws place it.
+
+        An MoE student is placed by what one token uses (its active parameters: the dense student it
+        was cut as, plus the routers); the experts it does not use are in ``student_params`` only.
+        Its total size changes with the teacher it was pruned from, its active size does not.
+        """
+        if which == "student" and self.student_kind == "moe":
+            inactive = self.student_params - (self.student_active_params or self.student_params)
+            if measure == "nonembed":  # the idle experts are all non-embedding parameters
+                return None if self.student_params_nonembed is None else self.student_params_nonembed - inactive
+            return self.student_active_params
         if measure == "nonembed":
             return getattr(self, f"{which}_params_nonembed")
         return getattr(self, f"{which}_params")

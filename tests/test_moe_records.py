@@ -23,6 +23,12 @@ def _moe(**change) -> RunRecord:
     return RunRecord.model_validate(data)
 
 
+def test_an_moe_student_is_placed_by_its_active_size() -> None:
+    record = _moe(student_params_nonembed=40_000)
+    assert record.size("student") == 50_300 and record.size("student", "nonembed") == 40_000 - (62_000 - 50_300)
+    assert record.size("teacher") == 174_000
+
+
 def test_a_record_from_before_the_kinds_loads_dense_with_its_old_id() -> None:
     record = RunRecord.model_validate(OLD_LINE)
     assert record.student_kind == "dense" and record.experts is None
@@ -68,7 +74,7 @@ def _curve_runs(kind: str, optimum_ratio: float) -> list[RunRecord]:
             if teacher <= size:
                 continue
             for seed in (0, 1):
-                loss = 5.0 - 0.2 * math.log(size) / 10 + 0.05 * math.log(teacher / (optimum_ratio * total)) ** 2
+                loss = 5.0 - 0.2 * math.log(size) / 10 + 0.05 * math.log(teacher / (optimum_ratio * size)) ** 2
                 extra = {"student_kind": "moe", "experts": 4, "student_active_params": size} if kind == "moe" else {}
                 runs.append(RunRecord(family="gpt2", student_params=total, teacher_params=teacher, tokens=250_000,
                                       student_init="pruned", seed=seed, source="test",
@@ -80,8 +86,11 @@ def test_kinds_are_separate_groups_even_at_one_size() -> None:
     dense = RunRecord.model_validate(OLD_LINE)
     runs = [RunRecord.model_validate({**OLD_LINE, "teacher_params": t, "metrics": {"eval_loss": 4.0 + i}})
             for i, t in enumerate((100_000, 200_000, 400_000))]
+    # MoE students of the dense students' active size: the laws place them by it (their total is larger).
     moe = [RunRecord.model_validate({**r.model_dump(), "run_id": "", "student_kind": "moe", "experts": 4,
-                                     "student_active_params": 40_000}) for r in runs]
+                                     "student_params": 80_000 + i, "student_active_params": 50_000})
+           for i, r in enumerate(runs)]
+    assert moe[0].size("student") == 50_000 and moe[0].student_params == 80_000
     groups = group_runs(runs + moe, "eval_loss", "lower")
     assert [(k.student_kind, k.student_params) for k in groups.keys] == [("dense", 50_000), ("moe", 50_000)]
     assert groups.keys[1].label() == "gpt2 pruned moe 50k, 250k tokens" and dense.student_kind == "dense"
@@ -98,7 +107,7 @@ def test_fit_by_kind_marks_the_law_and_recommend_answers_from_it(tmp_path: Path,
         fit_law(_curve_runs("dense", 3.0), law="ratio", bootstrap=0, student_kind="moe")
     law = fit_law(runs, law="ratio", bootstrap=0, student_kind="moe")
     assert law_kinds(law.file) == ["moe"] and "student_kind moe" in law.file.provenance
-    assert law.file.coefficients["r"] == pytest.approx(3.0, rel=0.05)  # of the MoE students' total size
+    assert law.file.coefficients["r"] == pytest.approx(3.0, rel=0.05)  # of the MoE students' active size
     path = tmp_path / "moe-law.json"
     save_law(law, path)
     assert law_kinds(load_law(path).file) == ["moe"]

@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "headline) or from scratch (Busbridge et al. headline) (default: pruned; with a "
                              "shipped --law, the one it was fitted on)")
     parser.add_argument("--student-kind", choices=["dense", "moe"], default="dense",
-                        help="dense (default) or moe: a mixture-of-experts student (--student its total size); "
+                        help="dense (default) or moe: a mixture-of-experts student (--student its active size); "
                              "answered by a --law fitted on MoE runs, else the dense answer with a caveat first")
     parser.add_argument("--ladder", default="pythia", metavar="pythia|gpt2|none|LADDER.csv",
                         help="real models to snap to: a known ladder or a CSV with name,params columns (default: pythia)")

@@ -42,7 +42,7 @@ def summary_line(path: str) -> str:
         raise InputError(f"no finished runs ({len(table.failed)} failed)", where=path)
     failed = f" (and {len(table.failed)} failed, skipped by every reader)" if table.failed else ""
     # Students cut to one target from different teachers differ by a few parameters: counted as `fit` groups them.
-    students = sorted(set(nominal_sizes([r.student_params for r in records]).values()))
+    students = sorted(set(nominal_sizes([r.size("student") for r in records]).values()))
     teachers = sorted({r.teacher_params for r in records})
     metrics = sorted({m for r in records for m in r.metrics})
     families = sorted({r.family for r in records})
