@@ -93,7 +93,8 @@ def _for_whom(answer: LawAnswer, init: str) -> str:
 def _student(rec: Recommendation, sizes: _Sizes, budget: bool) -> str:
     given = rec.tokens_rule.startswith("given")
     tokens = f", {format_size(rec.tokens)} tokens" if given and not budget else ""
-    return f"{sizes.of(rec.student_given, rec.given_measure)} student ({rec.init}{tokens})"
+    kind = " active MoE" if rec.student_kind == "moe" else ""
+    return f"{sizes.of(rec.student_given, rec.given_measure)}{kind} student ({rec.init}{tokens})"
 
 
 def _budget_words(rec: Recommendation) -> str:
