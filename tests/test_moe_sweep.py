@@ -104,3 +104,17 @@ def test_a_family_without_an_mlp_to_split_is_refused(tmp_path: Path, capsys) -> 
     to_moe(model, 2, seed=0)
     with pytest.raises(InputError, match="no dense MLP in every block"):
         to_moe(model, 2, seed=0)  # already MoE: nothing dense left to split
+
+
+def test_moe_students_use_the_teacher_cache(ladder: Path, tiny_corpus: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    flags = [f for f in MOE_FLAGS if f != "both"]
+    flags[flags.index("--student-init") + 1:flags.index("--student-init") + 1] = ["pruned"]
+    modes = []
+    for store in (tmp_path / "first.jsonl", tmp_path / "second.jsonl"):
+        assert main(["measure", "--teachers", str(ladder), "--corpus", str(tiny_corpus), "--runs", str(store),
+                     *flags, "--teacher-cache", str(cache)]) == 0
+        records = RunStore(store).load(strict=True)
+        assert {r.student_kind for r in records} == {"moe"} and len(records) == 2
+        modes.append({r.extra["teacher_cache"] for r in records})
+    assert modes == [{"written"}, {"read"}]  # the second sweep's students learn from the cached logits

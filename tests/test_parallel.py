@@ -16,22 +16,23 @@ from capgap.measure.parallel import DistributedContext, loss_normalizer, shard_b
 WORKER = Path(__file__).parent / "helpers" / "ddp_distill_worker.py"
 
 
-def run_worker(out: Path, nproc: int | None) -> dict:
+def run_worker(out: Path, nproc: int | None, kind: str = "dense") -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "PYTHONPATH": str(Path(__file__).parent.parent)}
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
     prefix = [sys.executable] if nproc is None else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
-    done = subprocess.run([*prefix, str(WORKER), str(out)], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([*prefix, str(WORKER), str(out), kind], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return torch.load(out)
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_match_one_process_on_the_same_global_batch(tmp_path):
-    single = run_worker(tmp_path / "single.pt", None)
-    parallel = run_worker(tmp_path / "ddp.pt", 2)
+@pytest.mark.parametrize("kind", ["dense", "moe"])
+def test_two_gloo_processes_match_one_process_on_the_same_global_batch(tmp_path, kind):
+    single = run_worker(tmp_path / "single.pt", None, kind)
+    parallel = run_worker(tmp_path / "ddp.pt", 2, kind)
     assert single["world_size"] == 1 and parallel["world_size"] == 2
     # Same losses at every step (the logged loss is the global-batch loss) ...
     assert parallel["losses"] == pytest.approx(single["losses"], rel=1e-5)

@@ -1,6 +1,8 @@
 """A few distillation steps of a tiny pair; run plainly or under torchrun (tests/test_parallel.py).
 
-Writes the student's final weights and the logged losses (rank 0 only) to the path given.
+Writes the student's final weights and the logged losses (rank 0 only) to the path given. A second
+argument ``moe`` makes the student an MoE student (4 experts, no router noise, so the two runs see the
+same routing): some experts then get no token on one process, and DDP must still see every parameter.
 """
 
 from __future__ import annotations
@@ -35,10 +37,15 @@ def global_batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
     return batches
 
 
-def main(out_path: str) -> None:
+def main(out_path: str, kind: str = "dense") -> None:
     context = init_distributed("cpu")
     teacher = tiny_lm(2, 48, seed=10).eval()
-    student = HiddenAndHead(tiny_lm(1, 32, seed=20))
+    lm = tiny_lm(1, 32, seed=20)
+    if kind == "moe":
+        from capgap.measure.moe import to_moe
+
+        to_moe(lm, 4, seed=0, noise=0.0)
+    student = HiddenAndHead(lm)
     model = wrap_model(student, context)
     # SGD, not Adam: Adam turns rounding noise in gradients that are zero in exact arithmetic
     # (the attention key bias) into full-size steps, which says nothing about DDP.
@@ -63,4 +70,4 @@ def main(out_path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])
