@@ -34,20 +34,30 @@ SIGNIFICANCE = 0.01  # a lack-of-fit test fires below this p-value
 class LackOfFit:
     """The test run, its p-value, and how much wider the intervals must be (1: not at all)."""
 
-    test: str  # "pure error" or "runs of signs" or "none"
+    test: str  # "pure error" or "runs of signs" or "free optima" or "none"
     p_value: float | None
     inflation: float  # factor on the likelihood's noise variance
+    law: str | None = None  # the law family, for the free-optima test: its T*(S, D) is what does not follow
 
     @property
     def fires(self) -> bool:
         return self.p_value is not None and self.p_value < SIGNIFICANCE
 
-    def warning(self) -> str | None:
+    def warning(self, applied: float | None = None) -> str | None:
+        """The sentence for the law file, or None where the test does not fire. ``applied``: the inflation the fit
+        applied in the end (the largest of its tests'), which this sentence reports; its own by default."""
         if not self.fires:
             return None
+        factor = np.sqrt(self.inflation if applied is None else applied)
+        if self.test == "free optima":
+            return (f"lack of fit: the {self.law} law's T*(S, D) does not follow the students' own optima (each "
+                    f"student's optimum fitted freely fits the runs markedly better: F test, p = {self.p_value:.2g}), "
+                    "so T* is biased where the law bends away from them; the intervals are widened by a factor of "
+                    f"{factor:.2g} for it; compare another --law, or read each student's own optimum "
+                    "(`capgap fit` lists them)")
         return (f"lack of fit: the curve model does not follow the runs ({self.test} test, p = {self.p_value:.2g}): "
                 "its misfit is systematic, the curve's or each teacher's own quality, so T* may be biased; the "
-                f"intervals are widened by a factor of {np.sqrt(self.inflation):.2g} for it; measure more teachers "
+                f"intervals are widened by a factor of {factor:.2g} for it; measure more teachers "
                 "near the optimum, or compare another --law")
 
 
@@ -94,3 +104,27 @@ def _runs_of_signs(groups: RunGroups, residual: np.ndarray) -> LackOfFit:
     rho = min(max(lag_products / squares, 0.0), 0.8) if squares > 0 else 0.0
     # Neighbouring residuals correlated by rho: the variance of a local mean grows by (1 + rho) / (1 - rho).
     return LackOfFit("runs of signs", p, (1.0 + rho) / (1.0 - rho) if p < SIGNIFICANCE else 1.0)
+
+
+def location_misfit(groups: RunGroups, point, law: str) -> LackOfFit:
+    """Does the law's location T*(S, D) follow the groups' own optima? An F test of the law against the same
+    curves with every group's optimum free (``onestage.free_location_objective``): G − P more parameters.
+
+    Where it fires, the likelihood's noise variance is raised by the F ratio: the law's misfit to the optima
+    then counts as noise, so an interval widens in step with how far the optima scatter about the law."""
+    from scipy import stats
+
+    from capgap.onestage import free_location_objective
+
+    extra = len(groups.keys) - point.space.n_theta
+    free_df = point.df - extra
+    if extra < 1 or free_df < 1:
+        return LackOfFit("free optima", None, 1.0, law)
+    law_objective = float(point.profile.objective[0])
+    free_objective = free_location_objective(groups, point)
+    if not free_objective > 0:
+        return LackOfFit("free optima", None, 1.0, law)
+    # The Huber objective is about half the residual sum of squares, on both sides of the ratio alike.
+    ratio = ((law_objective - free_objective) / extra) / (free_objective / free_df)
+    p = float(stats.f.sf(ratio, extra, free_df))
+    return LackOfFit("free optima", p, max(1.0, ratio) if p < SIGNIFICANCE else 1.0, law)

@@ -184,7 +184,8 @@ def compare_families(runs: Sequence[RunRecord], options: FitOptions) -> ModelCho
             continue
         (s_left, a_left), (s_right, a_right) = far_shapes(full.file.diagnostics.shape)
         curve = {"shape_s": s_left, "shape_alpha": a_left, "shape_s_right": s_right, "shape_alpha_right": a_right,
-                 "asymmetry": full.file.diagnostics.asymmetry or 1.0}
+                 "asymmetry": full.file.diagnostics.asymmetry or 1.0,
+                 **({"skew": full.file.diagnostics.skew} if full.file.diagnostics.skew is not None else {})}
         starts[name] = quiet.model_copy(update={"quick": True, "start": {**full.file.coefficients, **curve}})
     candidates = list(starts)
     if len(sizes) < 2:
@@ -242,7 +243,7 @@ def _held_out_losses(name: str, size: int, runs: Sequence[RunRecord], groups, op
             raise InputError(f"predicts no positive teacher for held-out students of {format_size(size)}") from None
         location.append(np.log(teacher))
     per_group = held_out_loss(test, np.array(location), law.file.diagnostics.shape, law.file.diagnostics.asymmetry,
-                              np.inf)
+                              np.inf, law.file.diagnostics.skew)
     counts = np.bincount(test.group, minlength=len(test.keys))
     return list(np.repeat(2.0 * per_group / counts, counts))  # each run's share of its group's squared error
 

@@ -43,6 +43,7 @@ LogLocation = Callable[[np.ndarray], np.ndarray]  # search point (B, P) -> ln T*
 SHAPE_LIMIT = 2.0  # w <= 2, s = w² <= 4: curves bend away from the parabola no closer than half a log unit
 ASYMMETRY_BOUNDS = (np.log(0.1), np.log(10.0))  # ln(left/right curvature)
 ASYMMETRY_BLEND = 0.25  # ln units over which the curvature passes from its left to its right value
+SKEW_BOUNDS = (-3.0, 3.0)  # the curves' skew kappa (``skewed_square``): 0 symmetric, < 0 steeper toward small teachers
 ALPHA_BOUNDS = (-30.0, 4.0)  # from exp-like plateaus (alpha -> -inf) through the parabola (2) to quartic growth (4) ...
 RIGHT_ALPHA_BOUNDS = (-30.0, 2.0)  # ... but right of the optimum (larger teachers) a curve may only flatten
 _TINY = 1e-12
@@ -76,7 +77,22 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def shape_curve(u: np.ndarray, w: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+def skewed_square(u: np.ndarray, kappa: np.ndarray) -> np.ndarray:
+    """The LINEX square 2·(exp(kappa·u) − 1 − kappa·u) / kappa²: u² near the optimum, and for kappa ≠ 0 smoothly
+    skewed, growing exponentially on one side and linearly on the other (kappa < 0: steeper toward small
+    teachers). Unlike a left/right curvature ratio it has no kink at the optimum, so the runs next to the optimum
+    keep locating it, and one kappa shared by all groups costs one parameter, not one per group. ``kappa``: (B,).
+    """
+    k = kappa[:, None]
+    small = np.abs(k) < 1e-3
+    safe = np.where(small, 1.0, k)
+    ku = safe * u
+    exact = 2.0 * (np.expm1(ku) - ku) / (safe * safe)
+    series = u * u * (1.0 + k * u / 3.0 + k * k * u * u / 12.0)
+    return np.where(small, series, exact)
+
+
+def shape_curve(u: np.ndarray, w: np.ndarray, alpha: np.ndarray, u2: np.ndarray | None = None) -> np.ndarray:
     """h(u): u² near the optimum; far from it, how the curve goes on is set by alpha and s = w².
 
     Barron's general robust loss (CVPR 2019) as a curve, scaled to h ≈ u² at 0:
@@ -84,9 +100,9 @@ def shape_curve(u: np.ndarray, w: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     linearly far away, alpha = 0 logarithmically, alpha = −2 levels off at 4/s, alpha → −inf
     like 1 − exp; alpha = 2 is the parabola and alpha > 2 grows faster than it (u⁴ at alpha = 4: the
     published distillation law's curves steepen so toward small teachers); s = 0 is the parabola
-    whatever alpha. ``w``, ``alpha``: (B,).
+    whatever alpha. ``w``, ``alpha``: (B,). ``u2``: the square to shape, u² unless given (``skewed_square``).
     """
-    u2 = u * u
+    u2 = u * u if u2 is None else u2
     s = (w * w)[:, None]
     a = alpha[:, None]
     b = np.maximum(np.abs(a - 2.0), 1e-6)  # alpha = 2: the parabola, reached continuously
@@ -136,7 +152,8 @@ def _nonnegative_fit(groups: RunGroups, left: np.ndarray, right: np.ndarray, y: 
 def _design(u: np.ndarray, curve: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The columns the left and right curvatures multiply at offsets ``u`` (B, n) from the optimum."""
     is_left = u < 0.0
-    h = np.where(is_left, shape_curve(u, curve[:, 0], curve[:, 1]), shape_curve(u, curve[:, 3], curve[:, 4]))
+    u2 = skewed_square(u, curve[:, 5]) if curve.shape[1] > 5 and np.any(curve[:, 5] != 0.0) else None
+    h = np.where(is_left, shape_curve(u, curve[:, 0], curve[:, 1], u2), shape_curve(u, curve[:, 3], curve[:, 4], u2))
     shared = np.isfinite(curve[:, 2])[:, None]
     log_ratio = np.where(shared, curve[:, 2:3], 0.0)
     # One curvature per group with a shared left/right ratio, or a free curvature per side and group.
@@ -147,9 +164,9 @@ def _design(u: np.ndarray, curve: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def profile(groups: RunGroups, log_location: np.ndarray, curve: np.ndarray, y: np.ndarray, delta: float) -> Profile:
-    """The profiled model at B search points: ``log_location`` (B, G), the curves' shape ``curve`` (B, 5)
+    """The profiled model at B search points: ``log_location`` (B, G), the curves' shape ``curve`` (B, 6)
     (w and alpha of ``shape_curve`` left of the optimum, ln of the left/right curvature ratio, NaN: a free
-    ratio per group, then w and alpha right of it) and data ``y`` (n,) or (B, n). ``delta``: the Huber
+    ratio per group, then w and alpha right of it, then the skew kappa of ``skewed_square``) and data ``y`` (n,) or (B, n). ``delta``: the Huber
     constant in metric units (inf: least squares).
     """
     u = groups.log_teacher[None, :] - groups.per_run(log_location)
@@ -173,7 +190,11 @@ class SearchSpace:
     one per side of the optimum (``n_shape`` 4: w and alpha of ``shape_curve`` left, then right), one for
     both sides (2), or parabolas (0).
 
-    A search point is theta, then ln(ratio) when shared, then the far shape's coordinates."""
+    With ``skew``, the curves are also skewed (``skewed_square``) by one kappa shared by all groups: smooth
+    asymmetry, with no kink at the optimum.
+
+    A search point is theta, then ln(ratio) when shared, then kappa with ``skew``, then the far shape's
+    coordinates."""
 
     log_location: LogLocation  # theta (B, P) -> ln T* per group (B, G)
     bounds: list[tuple[float, float]]  # per theta coordinate
@@ -181,6 +202,8 @@ class SearchSpace:
     n_shape: int = 0
     shift: Callable[[np.ndarray, float], np.ndarray] = lambda theta, by: theta + np.eye(theta.shape[1])[0] * by
     shared_asymmetry: bool = True
+    skew: bool = False
+    ratio: bool = True  # False: no left/right curvature ratio (one curvature per group; asymmetry by skew alone)
 
     @property
     def n_theta(self) -> int:
@@ -189,33 +212,44 @@ class SearchSpace:
     @property
     def n_curve(self) -> int:
         """Search coordinates after theta."""
-        return int(self.shared_asymmetry) + self.n_shape
+        return int(self.shared_asymmetry and self.ratio) + int(self.skew) + self.n_shape
+
+    @property
+    def per_group(self) -> int:
+        """Linear parameters per group: a baseline and one curvature, or two with a free ratio."""
+        return 2 if self.shared_asymmetry or not self.ratio else 3
 
     def split(self, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Search points (B, P + n_curve) -> theta (B, P) and curve shapes (B, 5): w, alpha left of the optimum,
-        ln ratio or NaN, w, alpha right of it."""
+        """Search points (B, P + n_curve) -> theta (B, P) and curve shapes (B, 6): w, alpha left of the optimum,
+        ln ratio or NaN, w, alpha right of it, skew kappa."""
         theta, rest = phi[:, :self.n_theta], phi[:, self.n_theta:]
-        curve = np.zeros((phi.shape[0], 5))
+        curve = np.zeros((phi.shape[0], 6))
         curve[:, 2] = np.nan
-        if self.shared_asymmetry:
+        if not self.ratio:
+            curve[:, 2] = 0.0
+        elif self.shared_asymmetry:
             curve[:, 2], rest = rest[:, 0], rest[:, 1:]
+        if self.skew:
+            curve[:, 5], rest = rest[:, 0], rest[:, 1:]
         if self.n_shape:
             curve[:, :2] = rest[:, :2]
-            curve[:, 3:] = rest[:, -2:]  # one shape for both sides when n_shape is 2
+            curve[:, 3:5] = rest[:, -2:]  # one shape for both sides when n_shape is 2
         return theta, curve
 
     def box(self) -> tuple[np.ndarray, np.ndarray]:
         shapes = {0: [], 2: [(0.0, SHAPE_LIMIT), ALPHA_BOUNDS],
                   4: [(0.0, SHAPE_LIMIT), ALPHA_BOUNDS, (0.0, SHAPE_LIMIT), RIGHT_ALPHA_BOUNDS]}[self.n_shape]
-        bounds = [*self.bounds, *([ASYMMETRY_BOUNDS] if self.shared_asymmetry else []), *shapes]
+        asymmetry = [ASYMMETRY_BOUNDS] * int(self.shared_asymmetry and self.ratio) + [SKEW_BOUNDS] * int(self.skew)
+        bounds = [*self.bounds, *asymmetry, *shapes]
         return np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds])
 
     def starts(self) -> np.ndarray:
         side = [(0.0, 1.0), (0.5, 1.0), (1.2, 1.0), (0.5, -2.0), (1.2, -2.0), (0.7, 3.5)]
         shapes = [[]] if not self.n_shape else ([list(p) for p in side] if self.n_shape == 2 else
                                                 [[*a, *b] for a in side for b in side[:5]])
-        ratios = [[0.0], [0.7]] if self.shared_asymmetry else [[]]
-        curves = [[*r, *h] for r in ratios for h in shapes]
+        ratios = [[0.0], [0.7]] if self.shared_asymmetry and self.ratio else [[]]
+        skews = [[0.0], [-1.0], [1.0]] if self.skew else [[]]
+        curves = [[*r, *k, *h] for r in ratios for k in skews for h in shapes]
         return np.array([[*theta, *curve] for theta in self.grid for curve in curves])
 
     def evaluate(self, groups: RunGroups, phi: np.ndarray, y: np.ndarray, delta: float) -> Profile:
@@ -251,16 +285,21 @@ class OneStageFit:
 
     @property
     def asymmetry(self) -> float | None:
-        """Left/right curvature ratio shared by the groups (None: free per group)."""
+        """Left/right curvature ratio shared by the groups (None: free per group; 1 for skewed curves)."""
         _, curve = self.space.split(self.phi[None, :])
         return float(np.exp(curve[0, 2])) if np.isfinite(curve[0, 2]) else None
+
+    @property
+    def skew(self) -> float | None:
+        """The curves' shared skew kappa (``skewed_square``), or None where the model has no skew."""
+        return float(self.space.split(self.phi[None, :])[1][0, 5]) if self.space.skew else None
 
 
 def degrees_of_freedom(groups: RunGroups, space: SearchSpace) -> int:
     """Runs minus the parameters the model spends: per group a baseline and one curvature (two with a free
     ratio; no more than its distinct teachers), and the search coordinates."""
     return count_degrees_of_freedom(groups.n_runs, [len(t) for t in groups.teachers],
-                                    space.n_theta + space.n_curve, space.shared_asymmetry)
+                                    space.n_theta + space.n_curve, space.per_group == 2)
 
 
 def count_degrees_of_freedom(n_runs: int, teachers_per_group: Sequence[int], n_search: int,
@@ -550,38 +589,39 @@ def window(groups: RunGroups, log_location: np.ndarray, half_width: float, min_t
 
 
 def held_out_loss(groups: RunGroups, log_location: np.ndarray, shape: Sequence[float], asymmetry: float | None,
-                  delta: float) -> np.ndarray:
+                  delta: float, skew: float | None = None) -> np.ndarray:
     """Per group, the loss of the runs when the optimum is put where a law fitted without them says.
 
     ``log_location`` (G,): the predicted ln T* of each group. The group's own baseline and
     curvatures are refitted (they say nothing about where the optimum is); the loss measures
     how well the predicted location explains the group's curve. Least squares when delta is inf.
     """
-    fit = profile(groups, log_location[None, :], _law_curve(shape, asymmetry), groups.badness, delta)
+    fit = profile(groups, log_location[None, :], _law_curve(shape, asymmetry, skew), groups.badness, delta)
     residual = groups.badness - fit.fitted[0]
     loss = 0.5 * residual**2 if not np.isfinite(delta) else huber(residual, delta)
     return groups.group_sum(loss)
 
 
 def group_curves(groups: RunGroups, log_location: np.ndarray, shape: Sequence[float] | None,
-                 asymmetry: float | None, delta: float, log_teachers: np.ndarray) -> np.ndarray:
+                 asymmetry: float | None, delta: float, log_teachers: np.ndarray,
+                 skew: float | None = None) -> np.ndarray:
     """Each group's fitted curve (badness, lower is better) along ``log_teachers`` (K,): (G, K).
 
     The optimum of each group sits at ``log_location`` (G,), the curves have a law file's far ``shape``
-    and ``asymmetry``; the groups' baselines and curvatures are profiled from their runs (Huber ``delta``).
+    ``asymmetry`` and ``skew``; the groups' baselines and curvatures are profiled from their runs (Huber ``delta``).
     """
-    curve = _law_curve(shape, asymmetry)
+    curve = _law_curve(shape, asymmetry, skew)
     coefficients = profile(groups, log_location[None, :], curve, groups.badness, delta).coefficients[0]  # (G, 3)
     left, right = _design(np.asarray(log_teachers, dtype=float)[None, :] - log_location[:, None], np.repeat(
         curve, log_location.size, axis=0))
     return coefficients[:, :1] + coefficients[:, 1:2] * left + coefficients[:, 2:3] * right
 
 
-def _law_curve(shape: Sequence[float] | None, asymmetry: float | None) -> np.ndarray:
-    """A law file's far shape and asymmetry as the (1, 5) curve row ``profile`` takes."""
+def _law_curve(shape: Sequence[float] | None, asymmetry: float | None, skew: float | None = None) -> np.ndarray:
+    """A law file's far shape, asymmetry and skew as the (1, 6) curve row ``profile`` takes."""
     log_ratio = np.log(asymmetry) if asymmetry else np.nan
     left, right = far_shapes(shape)
-    return np.array([[np.sqrt(left[0]), left[1], log_ratio, np.sqrt(right[0]), right[1]]])
+    return np.array([[np.sqrt(left[0]), left[1], log_ratio, np.sqrt(right[0]), right[1], skew or 0.0]])
 
 
 def far_shapes(shape: Sequence[float] | None) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -596,3 +636,30 @@ def grid_box(axes: Sequence[Sequence[float]]) -> np.ndarray:
     """The Cartesian grid of starting points: (K, P)."""
     mesh = np.meshgrid(*[np.asarray(a, dtype=float) for a in axes], indexing="ij")
     return np.stack([m.ravel() for m in mesh], axis=1)
+
+
+def free_location_objective(groups: RunGroups, point: OneStageFit) -> float:
+    """The model's objective with every group's optimum free (its own ln T*, the law dropped), the curve shape
+    refitted too, at the point fit's Huber constant: how much better the runs fit without the law's T*(S, D).
+
+    Started from the law's own locations and from each moved by half a rung either way (one group at a time);
+    never above the law's objective, since the law's point is one of the free model's."""
+    space = point.space
+    location = space.log_location(point.theta[None, :])[0]
+    n_groups = location.size
+    free = SearchSpace(log_location=lambda theta: theta, bounds=[], grid=np.empty((1, n_groups)),
+                       n_shape=space.n_shape, shared_asymmetry=space.shared_asymmetry, skew=space.skew,
+                       ratio=space.ratio)
+    curve_low, curve_high = space.box()[0][space.n_theta:], space.box()[1][space.n_theta:]
+    low = np.r_[np.array([np.log(np.min(t)) for t in groups.teachers]) - 3.0, curve_low]
+    high = np.r_[np.array([np.log(np.max(t)) for t in groups.teachers]) + 3.0, curve_high]
+    start = np.r_[location, point.curve]
+    moves = [np.zeros_like(start)] + [np.eye(start.size)[j] * by for j in range(n_groups) for by in (-0.35, 0.35)]
+    starts = np.clip(start[None, :] + np.array(moves), low, high)
+
+    def objective(phi: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return free.evaluate(groups, phi, groups.badness, point.delta).objective
+
+    solved, _ = minimize_batch(objective, starts, starts.shape[0], low, high, iterations=60)
+    values = objective(solved, np.arange(starts.shape[0]))
+    return float(min(np.nanmin(values), point.profile.objective[0]))

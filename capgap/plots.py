@@ -309,7 +309,8 @@ def _fitted_curves(law: Law, groups) -> dict[int, tuple[np.ndarray, np.ndarray]]
     grid = np.linspace(groups.log_teacher.min(), groups.log_teacher.max(), 160)
     noise = file.diagnostics.noise
     delta = HUBER_K * noise if noise else np.inf
-    fitted = group_curves(groups, log_location, file.diagnostics.shape, file.diagnostics.asymmetry, delta, grid)
+    fitted = group_curves(groups, log_location, file.diagnostics.shape, file.diagnostics.asymmetry, delta, grid,
+                          file.diagnostics.skew)
     sign = 1.0 if file.direction == "lower" else -1.0
     spans = [(np.log(t[0]) - 1e-9, np.log(t[-1]) + 1e-9) for t in groups.teachers]
     return {g: (np.exp(grid[(grid >= a) & (grid <= b)]), sign * fitted[g][(grid >= a) & (grid <= b)])

@@ -139,7 +139,8 @@ class LawDiagnostics(BaseModel):
     # The curves' far shape (capgap.onestage.shape_curve): [s, alpha] left of the optimum, then right of it
     # (older files: one [s, alpha] for both sides); s = 0: parabola.
     shape: list[float] | None = None
-    asymmetry: float | None = None  # left/right curvature ratio shared by the groups (None: free per group)
+    asymmetry: float | None = None  # left/right curvature ratio shared by the groups (None: free per group, or skewed)
+    skew: float | None = None  # the curves' shared skew kappa (capgap.onestage.skewed_square); None: not skewed
     noise: float | None = None  # residual noise scale, metric units
     df: int | None = None  # residual degrees of freedom
     goodness: Goodness | None = None

@@ -20,7 +20,7 @@ from capgap.fit import quantile_interval
 from capgap.groups import MIN_TEACHERS, RunGroups, group_runs
 from capgap.laws.base import (BootstrapReport, FitOptions, Goodness, LawDiagnostics, LawFile, LawRegime,
                               TeacherEstimate, collapsed)
-from capgap.lack_of_fit import lack_of_fit
+from capgap.lack_of_fit import lack_of_fit, location_misfit
 from capgap.one_sided import edge_bound
 from capgap.records import RunRecord, ids_hash
 from capgap.sizes import format_size
@@ -31,6 +31,9 @@ INTERVAL_METHOD = "likelihood"  # or "bootstrap": see bench/fit_calibration.py -
 MIN_EFFECTIVE_DRAWS = 100
 SHARED_ASYMMETRY = False  # one left/right curvature ratio for all groups (False: free per group) ...
 MIN_TEACHERS_FOR_FREE_ASYMMETRY = 6  # ... where every group has this many teachers; fewer, and the ratio is shared
+ASYMMETRY_MODEL = "compare"  # how curves are asymmetric: "ratio" (left/right curvatures, kinked at the optimum:
+# free per group or shared), "skew" (one shared LINEX skew, smooth), or "compare": the ratio model answers, the skew
+# model checks it, and where they put an optimum apart the intervals span both and a warning says so (a bench knob)
 SHAPE_PARAMETERS = 2  # the far shape of the curves: one (s, alpha) for both sides (4: one per side, a bench knob: it
 # lost on the flattening design, coverage 0.5 against 0.92 in a 12-data-set trial)
 WINDOW: float | None = None  # ln units: the location is read from teachers within 3.3x of the optimum either side
@@ -41,7 +44,8 @@ FAR_SPAN = np.log(10.0)  # ... spanning a factor of 10 or more
 MODEL = ("metric = b_g + a_g^side·h(u), u = ln T − ln T*(S, D); per group g a baseline and left/right curvatures "
          ">= 0 (profiled out; one ratio shared where a student has few teachers); h ≈ u² near the optimum, its "
          "far shape (s, alpha) on each side fitted where a ladder spans a decade; Huber loss; intervals from the "
-         "tempered profile likelihood")
+         "tempered profile likelihood, spanning a smoothly skewed model of the curves too where it puts an optimum "
+         "elsewhere")
 
 
 @dataclass(frozen=True)
@@ -167,14 +171,16 @@ class CurveLaw:
         return fit_groups(cls, group_runs(runs, options.metric, options.direction, options.size_measure), options)
 
     @classmethod
-    def search_space(cls, groups: RunGroups, centre: Centre, n_shape: int = 0, shared_asymmetry: bool | None = None):
+    def search_space(cls, groups: RunGroups, centre: Centre, n_shape: int = 0, shared_asymmetry: bool | None = None,
+                     skew: bool = False, ratio: bool = True):
         from capgap.onestage import SearchSpace
 
         z_student = groups.log_student - centre.log_student
         z_tokens = np.nan_to_num(groups.log_tokens_per_param - centre.log_tokens_per_param)
         return SearchSpace(log_location=lambda theta: cls.log_location(theta, z_student, z_tokens) + centre.log_student,
                            bounds=cls.bounds(), grid=cls.grid(groups, centre), n_shape=n_shape, shift=cls.shift,
-                           shared_asymmetry=SHARED_ASYMMETRY if shared_asymmetry is None else shared_asymmetry)
+                           shared_asymmetry=SHARED_ASYMMETRY if shared_asymmetry is None else shared_asymmetry,
+                           skew=skew, ratio=ratio)
 
 
 def sees_far_shape(groups: RunGroups) -> bool:
@@ -187,36 +193,42 @@ def ladder_shows_far_shape(log_teachers, min_teachers: int = MIN_TEACHERS_FOR_SH
     return len(log_teachers) >= min_teachers and float(np.max(log_teachers) - np.min(log_teachers)) >= FAR_SPAN
 
 
-def curve_options(groups: RunGroups) -> list[tuple[int, bool]]:
-    """The curve models the runs could pay for, richest first: (far-shape parameters, shared asymmetry).
+def curve_options(groups: RunGroups, asymmetry: str = "ratio") -> list[tuple[int, bool, bool, bool]]:
+    """The curve models the runs could pay for, richest first: (far-shape parameters, shared asymmetry, skew).
 
+    By default (ASYMMETRY_MODEL "skew") the curves' asymmetry is one skew shared by all groups: no kink at the
+    optimum, one curvature per group; the far shape where some ladder spans a decade, else none.
+    With "ratio":
     The far shape is fitted per side where some ladder spans a decade (it shows how the curves go on far
     from the optimum), else none. The left/right curvature ratio is free per group only where every group
     has MIN_TEACHERS_FOR_FREE_ASYMMETRY teachers: with fewer, a lone rung on one side would fit its own
     curvature exactly and say nothing about where the optimum is, so one ratio is shared by all groups."""
-    free = not SHARED_ASYMMETRY and min(len(t) for t in groups.teachers) >= MIN_TEACHERS_FOR_FREE_ASYMMETRY
     shapes = [SHAPE_PARAMETERS, 2, 0] if sees_far_shape(groups) and SHAPE_PARAMETERS else [0]
-    shapes = [n for n in shapes if n <= SHAPE_PARAMETERS]
-    options = [(n, not free) for n in shapes]
+    shapes = list(dict.fromkeys(n for n in shapes if n <= SHAPE_PARAMETERS))
+    if asymmetry == "skew":
+        return [(n, True, True, False) for n in shapes]
+    skew = asymmetry == "both"
+    free = not SHARED_ASYMMETRY and min(len(t) for t in groups.teachers) >= MIN_TEACHERS_FOR_FREE_ASYMMETRY
+    options = [(n, not free, skew, True) for n in shapes]
     if free:
-        options += [(n, True) for n in shapes]
+        options += [(n, True, skew, True) for n in shapes]
     return options
 
 
-def affordable_space(cls: type[CurveLaw], groups: RunGroups, centre: Centre):
+def affordable_space(cls: type[CurveLaw], groups: RunGroups, centre: Centre, asymmetry: str = "ratio"):
     """The richest curve model (``curve_options``) that leaves a residual degree of freedom (else none left,
     else the fit is refused), and a sentence for each simplification the runs forced."""
     from capgap.onestage import degrees_of_freedom
 
-    options = curve_options(groups)
-    spaces = [cls.search_space(groups, centre, n_shape, shared) for n_shape, shared in options]
+    options = curve_options(groups, asymmetry)
+    spaces = [cls.search_space(groups, centre, *option) for option in options]
     dfs = [degrees_of_freedom(groups, space) for space in spaces]
     chosen = next((i for i, df in enumerate(dfs) if df >= 1), next((i for i, df in enumerate(dfs) if df >= 0), None))
     if chosen is None:
         simplest = spaces[-1]
         raise InputError(f"{groups.n_runs} runs in {len(groups.keys)} group(s) cannot determine the "
                          f"{groups.n_runs - dfs[-1]} parameters of even the simplest curves of the {cls.name} law "
-                         f"({2 if simplest.shared_asymmetry else 3} per group and "
+                         f"({simplest.per_group} per group and "
                          f"{simplest.n_theta + simplest.n_curve} shared): measure more teachers per student")
     notes = []
     wanted, got = options[0], options[chosen]
@@ -256,27 +268,38 @@ def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> C
     if reason:
         raise InputError(reason)
     centre = Centre.of(groups)
-    space, simplified = affordable_space(cls, groups, centre)
-    n_search = space.n_theta + space.n_curve
-    n_shape = space.n_shape
     with np.errstate(all="ignore"):
         if options.start is not None:
-            start = np.r_[cls.internal(options.start, centre),
-                          [np.log(options.start.get("asymmetry", 1.0))][:int(space.shared_asymmetry)],
-                          start_shape(options.start, n_shape)]
-            point = fit_point(groups, space, start=start, robust=not options.quick)
-            fitted_groups = groups
+            modes: tuple[str, ...] = ("skew" if "skew" in options.start else "ratio",)
         else:
-            point, fitted_groups = _fit_in_window(cls, groups, centre, space)
+            modes = ("ratio", "skew") if ASYMMETRY_MODEL == "compare" else (ASYMMETRY_MODEL,)
+        # The first model answers; the second (a smooth skew beside the kinked curvatures) checks that answer.
+        fits = [_fit_model(cls, groups, centre, options, mode) for mode in modes]
+        primary, alternative = fits[0], (fits[1] if len(fits) > 1 else None)
+        space, simplified, point, fitted_groups = primary.space, primary.simplified, primary.point, primary.groups
+        n_search = space.n_theta + space.n_curve
         df = point.df
         if not (point.profile.coefficients[0][:, 1:] > 0).any():
             raise InputError("no group's metric changes with teacher size (every fitted curvature is zero): "
                              "the runs locate no optimal teacher")
         misfit = lack_of_fit(fitted_groups, point.profile.fitted[0], df) if df > 0 else None
+        # The law's location against the students' own optima: a second way the model may not follow the runs.
+        located = location_misfit(fitted_groups, point, cls.name) if df > 0 and not options.quick else None
+        inflation = max(misfit.inflation if misfit else 1.0, located.inflation if located else 1.0)
         wanted = options.bootstrap > 0 and df > 0 and not options.quick
         drawn = None
+        disagreement = None
         if wanted:
-            drawn, point = draw_intervals(fitted_groups, point, options, misfit.inflation if misfit else 1.0)
+            drawn, point = draw_intervals(fitted_groups, point, options, inflation)
+            if alternative is not None and alternative.point.df > 0:
+                other, other_point = draw_intervals(alternative.groups, alternative.point, options, inflation)
+                disagreement = _asymmetry_disagreement(groups, primary, point, drawn.draws, alternative,
+                                                       other_point, other.draws, options.level)
+                if disagreement is not None:
+                    # Both asymmetry models fit, and they put the optimum apart: the intervals span both.
+                    theta = alternative.space.split(other.draws)[0]
+                    padded = np.hstack([theta, np.repeat(point.curve[None, :], theta.shape[0], axis=0)])
+                    drawn = IntervalDraws(np.vstack([drawn.draws, padded]), drawn.report, drawn.warnings)
     draws = drawn.draws if drawn is not None else np.empty((0, n_search))
     natural_point = {k: float(v[0]) for k, v in cls.natural(point.theta[None, :], centre).items()}
     natural_draws = cls.natural(space.split(draws)[0], centre) if draws.size else {}
@@ -291,8 +314,9 @@ def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> C
         raise InputError(f"the teacher ladder brackets the optimum of no student (all {len(optima)} lie beyond "
                          f"their teachers: {'; '.join(ladder_advice(optima))}); a law read off curves that never "
                          "turn is extrapolation, not a fit")
-    misfit_warning = misfit.warning() if misfit is not None else None
-    warnings = [*([misfit_warning] if misfit_warning else []), *simplified,
+    misfits = [w for w in (m.warning(inflation) for m in (misfit, located) if m is not None) if w]
+    misfits += [disagreement] if disagreement else []
+    warnings = [*misfits, *simplified,
                 *_self_check(cls, groups, point, drawn, intervals, optima, df, options)]
     students = [k.student_params for k in groups.keys]
     residual = fitted_groups.badness - point.profile.fitted[0]
@@ -308,7 +332,7 @@ def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> C
                     f"intervals by {report.method}, {report.resamples} draws, seed {options.seed}"),
         diagnostics=LawDiagnostics(
             warnings=warnings, formula=cls.formula, model=MODEL, shape=compact_shape(point.shape),
-            asymmetry=point.asymmetry, noise=point.noise, df=df,
+            asymmetry=point.asymmetry, skew=point.skew, noise=point.noise, df=df,
             goodness=Goodness(rmse=float(np.sqrt(np.mean(residual**2))), n_runs=fitted_groups.n_runs,
                               n_groups=len(groups.keys), n_outside_window=groups.n_runs - fitted_groups.n_runs),
             bootstrap=report, skipped_groups=[f"{label} ({n} teacher sizes)" for label, n in groups.skipped],
@@ -355,6 +379,57 @@ def one_sided_law(groups: RunGroups, bound, options: FitOptions) -> CurveLaw:
     return law_class("ratio")(file)
 
 
+@dataclass(frozen=True)
+class ModelFit:
+    """One curve model's point fit: its search space, the simplifications the runs forced, the runs it used."""
+
+    asymmetry: str
+    space: object
+    simplified: list[str]
+    point: object
+    groups: RunGroups
+
+
+def _fit_model(cls: type[CurveLaw], groups: RunGroups, centre: Centre, options: FitOptions,
+               asymmetry: str) -> ModelFit:
+    """The point fit of one asymmetry model ("ratio": kinked left/right curvatures; "skew": one smooth skew)."""
+    from capgap.onestage import fit_point
+
+    space, simplified = affordable_space(cls, groups, centre, asymmetry)
+    if options.start is not None:
+        start = np.r_[cls.internal(options.start, centre),
+                      [np.log(options.start.get("asymmetry", 1.0))][:int(space.shared_asymmetry and space.ratio)],
+                      [options.start.get("skew", 0.0)][:int(space.skew)],
+                      start_shape(options.start, space.n_shape)]
+        return ModelFit(asymmetry, space, simplified, fit_point(groups, space, start=start, robust=not options.quick),
+                        groups)
+    point, fitted_groups = _fit_in_window(cls, groups, centre, space)
+    return ModelFit(asymmetry, space, simplified, point, fitted_groups)
+
+
+def _asymmetry_disagreement(groups: RunGroups, primary: ModelFit, point, draws: np.ndarray, alternative: ModelFit,
+                            other_point, other_draws: np.ndarray, level: float) -> str | None:
+    """Where the two asymmetry models put some group's optimum outside each other's interval, the sentence that says
+    so (a lack of fit: the runs do not tell the curves' asymmetry apart, and T* depends on it); else None."""
+    if not draws.size or not other_draws.size:
+        return None
+    tail = (1.0 - level) / 2.0
+    here = primary.space.log_location(point.theta[None, :])[0]
+    there = alternative.space.log_location(other_point.theta[None, :])[0]
+    ours = np.quantile(primary.space.log_location(primary.space.split(draws)[0]), [tail, 1 - tail], axis=0)
+    theirs = np.quantile(alternative.space.log_location(alternative.space.split(other_draws)[0]), [tail, 1 - tail],
+                         axis=0)
+    apart = (there < ours[0]) | (there > ours[1]) | (here < theirs[0]) | (here > theirs[1])
+    if not apart.any():
+        return None
+    j = int(np.argmax(np.abs(there - here) * apart))
+    names = {"ratio": "kinked left/right curvatures", "skew": "a smooth skew"}
+    return (f"lack of fit: the curve model does not follow the runs well enough to fix the optimum: with "
+            f"{names[primary.asymmetry]} T* of the {format_size(groups.keys[j].student_params)} "
+            f"student is {format_size(np.exp(here[j]))}, with {names[alternative.asymmetry]} "
+            f"{format_size(np.exp(there[j]))}; the intervals span both models; measure teachers between them")
+
+
 def _fit_in_window(cls: type[CurveLaw], groups: RunGroups, centre: Centre, space):
     """The point fit on the runs near each group's optimum (see ``onestage.window``), iterated until stable.
 
@@ -371,7 +446,8 @@ def _fit_in_window(cls: type[CurveLaw], groups: RunGroups, centre: Centre, space
             break
         used = keep
         fitted_groups = groups.take_runs(keep)
-        point = fit_point(fitted_groups, cls.search_space(fitted_groups, centre, space.n_shape, space.shared_asymmetry))
+        point = fit_point(fitted_groups, cls.search_space(fitted_groups, centre, space.n_shape, space.shared_asymmetry,
+                                                          space.skew, space.ratio))
     return point, fitted_groups
 
 
