@@ -29,6 +29,8 @@ WIDE_INTERVAL = 100.0  # an interval wider than this factor bounds nothing a use
 FAR_RATIO = 1e4  # an optimal teacher beyond 10^4x its student is not a finding but a broken fit
 INTERVAL_METHOD = "likelihood"  # or "bootstrap": see bench/fit_calibration.py --intervals
 MIN_EFFECTIVE_DRAWS = 100
+FALLBACK_RESAMPLES = 200  # residual-bootstrap refits where the likelihood sampler collapses ...
+RETRY_PROPOSALS = 4  # ... even after one more try with this many times its proposals
 SHARED_ASYMMETRY = False  # one left/right curvature ratio for all groups (False: free per group) ...
 MIN_TEACHERS_FOR_FREE_ASYMMETRY = 6  # ... where every group has this many teachers; fewer, and the ratio is shared
 ASYMMETRY_MODEL = "compare"  # how curves are asymmetric: "ratio" (left/right curvatures, kinked at the optimum:
@@ -282,7 +284,7 @@ def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> C
         if not (point.profile.coefficients[0][:, 1:] > 0).any():
             raise InputError("no group's metric changes with teacher size (every fitted curvature is zero): "
                              "the runs locate no optimal teacher")
-        misfit = lack_of_fit(fitted_groups, point.profile.fitted[0], df) if df > 0 else None
+        misfit = lack_of_fit(fitted_groups, point.profile.fitted[0], df) if df > 0 and not options.quick else None
         # The law's location against the students' own optima: a second way the model may not follow the runs.
         located = location_misfit(fitted_groups, point, cls.name) if df > 0 and not options.quick else None
         inflation = max(misfit.inflation if misfit else 1.0, located.inflation if located else 1.0)
@@ -292,10 +294,12 @@ def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> C
         if wanted:
             drawn, point = draw_intervals(fitted_groups, point, options, inflation)
             if alternative is not None and alternative.point.df > 0:
-                other, other_point = draw_intervals(alternative.groups, alternative.point, options, inflation)
                 disagreement = _asymmetry_disagreement(groups, primary, point, drawn.draws, alternative,
-                                                       other_point, other.draws, options.level)
+                                                       options.level)
                 if disagreement is not None:
+                    temper = (drawn.report.model_extra or {}).get("temper")
+                    other, _ = draw_intervals(alternative.groups, alternative.point, options, inflation,
+                                              fallback=False, temper=temper)
                     # Both asymmetry models fit, and they put the optimum apart: the intervals span both.
                     theta = alternative.space.split(other.draws)[0]
                     padded = np.hstack([theta, np.repeat(point.curve[None, :], theta.shape[0], axis=0)])
@@ -408,18 +412,17 @@ def _fit_model(cls: type[CurveLaw], groups: RunGroups, centre: Centre, options: 
 
 
 def _asymmetry_disagreement(groups: RunGroups, primary: ModelFit, point, draws: np.ndarray, alternative: ModelFit,
-                            other_point, other_draws: np.ndarray, level: float) -> str | None:
-    """Where the two asymmetry models put some group's optimum outside each other's interval, the sentence that says
-    so (a lack of fit: the runs do not tell the curves' asymmetry apart, and T* depends on it); else None."""
-    if not draws.size or not other_draws.size:
+                            level: float) -> str | None:
+    """Where the other asymmetry model puts some group's optimum outside the answering model's interval, the
+    sentence that says so (a lack of fit: the runs do not tell the curves' asymmetry apart, and T* depends on it);
+    else None."""
+    if not draws.size:
         return None
     tail = (1.0 - level) / 2.0
     here = primary.space.log_location(point.theta[None, :])[0]
-    there = alternative.space.log_location(other_point.theta[None, :])[0]
+    there = alternative.space.log_location(alternative.point.theta[None, :])[0]
     ours = np.quantile(primary.space.log_location(primary.space.split(draws)[0]), [tail, 1 - tail], axis=0)
-    theirs = np.quantile(alternative.space.log_location(alternative.space.split(other_draws)[0]), [tail, 1 - tail],
-                         axis=0)
-    apart = (there < ours[0]) | (there > ours[1]) | (here < theirs[0]) | (here > theirs[1])
+    apart = (there < ours[0]) | (there > ours[1])
     if not apart.any():
         return None
     j = int(np.argmax(np.abs(there - here) * apart))
@@ -458,8 +461,13 @@ class IntervalDraws:
     warnings: list[str]
 
 
-def draw_intervals(groups: RunGroups, point, options: FitOptions, inflation: float = 1.0):
+def draw_intervals(groups: RunGroups, point, options: FitOptions, inflation: float = 1.0, fallback: bool = True,
+                   temper: float | None = None):
     """Draws of the search point for the intervals, by INTERVAL_METHOD (chosen by bench/fit_calibration.py).
+
+    ``fallback``: where the likelihood sampler collapses, refit residual-bootstrap resamples instead (False: keep
+    its few effective draws, enough to mark where a checking model puts the optimum). ``temper``: the likelihood's
+    Bartlett-type factor where already known (a checking model takes the answering model's), else simulated.
 
     Returns (the draws, the point fit): a sampler that finds a better fit than the point fit
     moves the point fit there first.
@@ -469,7 +477,7 @@ def draw_intervals(groups: RunGroups, point, options: FitOptions, inflation: flo
     rng = np.random.default_rng(options.seed)
     n = options.bootstrap
 
-    def residual_bootstrap(why: str = "") -> IntervalDraws:
+    def residual_bootstrap(why: str = "", n: int = n) -> IntervalDraws:
         boot = bootstrap(groups, point, n, rng, inflation)
         notes = [f"{boot.failed} of {n} bootstrap resamples failed to refit and are left out of the intervals"
                  ] if boot.failed else []
@@ -481,22 +489,33 @@ def draw_intervals(groups: RunGroups, point, options: FitOptions, inflation: flo
 
     if INTERVAL_METHOD == "bootstrap":
         return residual_bootstrap(), point
-    for _ in range(3):
-        sampled = likelihood_draws(groups, point, n, rng, inflation=inflation)
-        if sampled.better is None:
+    proposals = PROPOSALS
+    for _ in range(4):
+        sampled = likelihood_draws(groups, point, n, rng, proposals=proposals, inflation=inflation, temper=temper)
+        temper = sampled.temper
+        if sampled.better is not None:
+            point = refine(groups, point, sampled.better)  # a better fit than the optimiser's: move there, retry
+        elif sampled.effective < MIN_EFFECTIVE_DRAWS and proposals == PROPOSALS:
+            # A likelihood curved like a banana (a far shape that matters only away from the parabola) starves the
+            # adapted proposal: four times as many proposals, once, before the slow bootstrap.
+            proposals = RETRY_PROPOSALS * PROPOSALS
+        else:
             break
-        point = refine(groups, point, sampled.better)
     notes = []
     if sampled.better is not None:
         notes.append("the likelihood sampler kept finding better fits than the optimiser: no interval")
     if sampled.failed:
         notes.append(f"{sampled.failed} likelihood proposals could not be evaluated and got no weight")
-    if sampled.better is None and sampled.effective < MIN_EFFECTIVE_DRAWS:
+    if sampled.better is None and sampled.effective < MIN_EFFECTIVE_DRAWS and fallback:
         # Too few effective draws to read percentiles from: the slower residual bootstrap stands in.
-        return residual_bootstrap(f" (the likelihood sampler's effective sample was {sampled.effective:.0f})"), point
+        # Each resample is a refit: at most FALLBACK_RESAMPLES of them, so a collapsed sampler costs seconds, not
+        # minutes; percentiles of a 90% interval from a few hundred resamples are steady enough.
+        resamples = min(n, FALLBACK_RESAMPLES)
+        return residual_bootstrap(f" (the likelihood sampler's effective sample was {sampled.effective:.0f}; "
+                                  f"{resamples} resamples)", resamples), point
     report = BootstrapReport(method="profile-likelihood sampling (importance-weighted, Bartlett-tempered)",
                              resamples=n, failed=sampled.failed, effective=round(sampled.effective, 1),
-                             proposals=PROPOSALS, temper=round(sampled.temper, 3))
+                             proposals=proposals, temper=round(sampled.temper, 3))
     return IntervalDraws(sampled.draws, report, notes), point
 
 
