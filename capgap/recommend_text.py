@@ -93,8 +93,9 @@ def _for_whom(answer: LawAnswer, init: str) -> str:
 def _student(rec: Recommendation, sizes: _Sizes, budget: bool) -> str:
     given = rec.tokens_rule.startswith("given")
     tokens = f", {format_size(rec.tokens)} tokens" if given and not budget else ""
-    kind = " active MoE" if rec.student_kind == "moe" else ""
-    return f"{sizes.of(rec.student_given, rec.given_measure)}{kind} student ({rec.init}{tokens})"
+    if rec.student_kind == "moe":  # its size is the active count, whatever measure the dense sizes use
+        return f"{format_size(rec.student_given)}-active MoE student ({rec.init}{tokens})"
+    return f"{sizes.of(rec.student_given, rec.given_measure)} student ({rec.init}{tokens})"
 
 
 def _budget_words(rec: Recommendation) -> str:
