@@ -114,10 +114,13 @@ def test_fit_by_kind_marks_the_law_and_recommend_answers_from_it(tmp_path: Path,
     # From the command line: --kind selects, the file says so, and recommend answers from it without a caveat.
     store = tmp_path / "runs.jsonl"
     RunStore(store).extend(runs)
+    capsys.readouterr()
     assert main(["fit", str(store), "--kind", "dense", "--law", "ratio", "--bootstrap", "0",
                  "--out", str(tmp_path / "dense-law.json")]) == 0
     assert law_kinds(load_law(tmp_path / "dense-law.json").file) == ["dense"]
-    capsys.readouterr()
+    assert "MoE students: active sizes" not in capsys.readouterr().out.splitlines()[0]
+    assert main(["fit", str(store), "--kind", "moe", "--law", "ratio", "--bootstrap", "0"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith("sizes (MoE students: active sizes)")
     assert main(["recommend", "--student", "100k", "--student-kind", "moe", "--law", str(path), "--ladder", "none"]) == 0
     out = capsys.readouterr().out
     assert "no published law covers MoE students" not in out and "300k" in out.splitlines()[0]

@@ -73,13 +73,16 @@ def _interval(low: float | None, high: float | None, form=None) -> str:
 
 def report(law, paths: list[str]) -> str:
     """The short text report: warnings first, then the law with intervals, the optima, goodness, the model choice."""
+    from capgap.kinds import law_kinds
     from capgap.onestage import far_shapes
     from capgap.sizes import format_size
 
     file = law.file
     diagnostics = file.diagnostics
+    # An MoE student is placed by its active size (capgap.kinds), whatever the size measure of the dense ones.
+    active = " (MoE students: active sizes)" if "moe" in law_kinds(file) else ""
     lines = [f"capgap fit: {file.n_runs} runs from {', '.join(paths)}; {file.metric} ({file.direction} is better), "
-             f"{file.size_measure} sizes"]
+             f"{file.size_measure} sizes{active}"]
     lines += [f"warning: {w}" for w in diagnostics.warnings]
     span = (f"students {format_size(file.student_range[0])}-{format_size(file.student_range[1])}"
             if file.student_range else "")
