@@ -166,7 +166,8 @@ def _design(u: np.ndarray, curve: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def profile(groups: RunGroups, log_location: np.ndarray, curve: np.ndarray, y: np.ndarray, delta: float) -> Profile:
     """The profiled model at B search points: ``log_location`` (B, G), the curves' shape ``curve`` (B, 6)
     (w and alpha of ``shape_curve`` left of the optimum, ln of the left/right curvature ratio, NaN: a free
-    ratio per group, then w and alpha right of it, then the skew kappa of ``skewed_square``) and data ``y`` (n,) or (B, n). ``delta``: the Huber
+    ratio per group, then w and alpha right of it, then the skew kappa of ``skewed_square``) and data ``y``
+    (n,) or (B, n). ``delta``: the Huber
     constant in metric units (inf: least squares).
     """
     u = groups.log_teacher[None, :] - groups.per_run(log_location)
@@ -653,9 +654,9 @@ def free_location_objective(groups: RunGroups, point: OneStageFit) -> float:
     free = SearchSpace(log_location=lambda theta: theta, bounds=[], grid=np.empty((1, n_groups)),
                        n_shape=space.n_shape, shared_asymmetry=space.shared_asymmetry, skew=space.skew,
                        ratio=space.ratio)
-    curve_low, curve_high = space.box()[0][space.n_theta:], space.box()[1][space.n_theta:]
-    low = np.r_[np.array([np.log(np.min(t)) for t in groups.teachers]) - 3.0, curve_low]
-    high = np.r_[np.array([np.log(np.max(t)) for t in groups.teachers]) + 3.0, curve_high]
+    box_low, box_high = space.box()
+    low = np.r_[np.array([np.log(np.min(t)) for t in groups.teachers]) - 3.0, box_low[space.n_theta:]]
+    high = np.r_[np.array([np.log(np.max(t)) for t in groups.teachers]) + 3.0, box_high[space.n_theta:]]
     starts = np.clip(np.r_[location, point.curve][None, :], low, high)
 
     def objective(phi: np.ndarray, rows: np.ndarray) -> np.ndarray:

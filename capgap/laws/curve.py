@@ -196,12 +196,12 @@ def ladder_shows_far_shape(log_teachers, min_teachers: int = MIN_TEACHERS_FOR_SH
 
 
 def curve_options(groups: RunGroups, asymmetry: str = "ratio") -> list[tuple[int, bool, bool, bool]]:
-    """The curve models the runs could pay for, richest first: (far-shape parameters, shared asymmetry, skew).
+    """The curve models the runs could pay for, richest first: (far-shape parameters, shared asymmetry, skew,
+    ratio), as ``CurveLaw.search_space`` takes them.
 
-    By default (ASYMMETRY_MODEL "skew") the curves' asymmetry is one skew shared by all groups: no kink at the
-    optimum, one curvature per group; the far shape where some ladder spans a decade, else none.
-    With "ratio":
-    The far shape is fitted per side where some ladder spans a decade (it shows how the curves go on far
+    ``asymmetry`` "skew": one skew shared by all groups, no left/right ratio (no kink at the optimum, one
+    curvature per group). "ratio" (the answering model) and "both" (ratio and skew, a bench knob): the far
+    shape is fitted per side where some ladder spans a decade (it shows how the curves go on far
     from the optimum), else none. The left/right curvature ratio is free per group only where every group
     has MIN_TEACHERS_FOR_FREE_ASYMMETRY teachers: with fewer, a lone rung on one side would fit its own
     curvature exactly and say nothing about where the optimum is, so one ratio is shared by all groups."""
@@ -275,9 +275,9 @@ def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> C
             modes: tuple[str, ...] = ("skew" if "skew" in options.start else "ratio",)
         else:
             modes = ("ratio", "skew") if ASYMMETRY_MODEL == "compare" else (ASYMMETRY_MODEL,)
-        # The first model answers; the second (a smooth skew beside the kinked curvatures) checks that answer.
-        fits = [_fit_model(cls, groups, centre, options, mode) for mode in modes]
-        primary, alternative = fits[0], (fits[1] if len(fits) > 1 else None)
+        # The first model answers; the second (a smooth skew beside the kinked curvatures) checks that answer,
+        # and is fitted only where there are intervals for it to check.
+        primary = _fit_model(cls, groups, centre, options, modes[0])
         space, simplified, point, fitted_groups = primary.space, primary.simplified, primary.point, primary.groups
         n_search = space.n_theta + space.n_curve
         df = point.df
@@ -293,6 +293,7 @@ def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> C
         disagreement = None
         if wanted:
             drawn, point = draw_intervals(fitted_groups, point, options, inflation)
+            alternative = _fit_model(cls, groups, centre, options, modes[1]) if len(modes) > 1 else None
             if alternative is not None and alternative.point.df > 0:
                 disagreement = _asymmetry_disagreement(groups, primary, point, drawn.draws, alternative,
                                                        options.level)
@@ -302,8 +303,13 @@ def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> C
                                               fallback=False, temper=temper)
                     # Both asymmetry models fit, and they put the optimum apart: the intervals span both.
                     theta = alternative.space.split(other.draws)[0]
+                    if theta.shape[0]:  # an equal mixture: as many of its draws as the answering model has
+                        theta = theta[np.linspace(0, theta.shape[0] - 1, drawn.draws.shape[0]).round().astype(int)]
                     padded = np.hstack([theta, np.repeat(point.curve[None, :], theta.shape[0], axis=0)])
-                    drawn = IntervalDraws(np.vstack([drawn.draws, padded]), drawn.report, drawn.warnings)
+                    report = drawn.report.model_copy(update={
+                        "method": drawn.report.method + f", mixed with {theta.shape[0]} draws of the skewed model",
+                        "resamples": drawn.draws.shape[0] + theta.shape[0]})
+                    drawn = IntervalDraws(np.vstack([drawn.draws, padded]), report, drawn.warnings)
     draws = drawn.draws if drawn is not None else np.empty((0, n_search))
     natural_point = {k: float(v[0]) for k, v in cls.natural(point.theta[None, :], centre).items()}
     natural_draws = cls.natural(space.split(draws)[0], centre) if draws.size else {}
