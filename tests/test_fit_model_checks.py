@@ -90,3 +90,20 @@ def test_the_law_file_records_its_model_and_the_disagreement_widens_the_interval
     low, high = law.file.intervals["r"]
     assert high / low > 1.5 and low <= law.file.coefficients["r"] <= high
     assert law.file.diagnostics.skew is None  # the kinked model answers; the skew only checks it
+
+
+def test_a_law_answer_past_the_measured_teachers_is_a_bound_at_the_ladder_edge():
+    # One absolute ladder from 300M: the 100M student's planted optimum (200M) lies below all its teachers (by
+    # more than half a rung), the larger students' within theirs. The law's answer for 100M is the bound the runs give, not its extrapolation.
+    ladder = [int(t) for t in np.geomspace(3e8, 2e10, 12)]
+    runs = synthetic_runs(ratio=2.0, students=[1e8, 3e8, 1e9], teachers=ladder, noise=0.002, seed=4,
+                          with_teacher_loss=False)
+    law = fit_law(runs, law="ratio", bootstrap=200)
+    below = law.optimal_teacher(1e8)
+    assert below.censored == "at_most" and below.low is None
+    assert below.high == pytest.approx(ladder[0], rel=1e-3) and below.estimate == below.high
+    assert next(o for o in law.file.optima if o.student_params == 100_000_000).censored == "at_most"
+    inside = law.optimal_teacher(1e9)
+    assert inside.censored is None and inside.low < 2e9 < inside.high
+    # Beyond the students fitted on there is no measured ladder to be past: the law extrapolates in S.
+    assert law.optimal_teacher(5e9).censored is None

@@ -122,7 +122,7 @@ def test_largest_teacher_best_everywhere_gives_a_one_sided_bound_with_the_way_to
     assert all(o.censored == "at_least" and o.high is None for o in law.file.optima)
 
 
-def test_three_runs_of_one_student_are_refused_and_four_give_no_interval():
+def test_three_runs_of_one_student_are_refused_and_four_are_fitted_as_symmetric():
     # The case: three runs gave r = 4.16 [4.16, 4.16].
     # Three runs whose best is the smallest teacher: a one-sided answer that holds the truth (2.5x); the noise
     # cannot be measured, so the bound is taken at the second rung, not at the smallest.
@@ -133,11 +133,14 @@ def test_three_runs_of_one_student_are_refused_and_four_give_no_interval():
     interior = runs_for(ratio=2.5, students=[1e8], multiples=(1.5, 2.5, 4.0), noise=0.0005, seed=3)
     with pytest.raises(InputError, match="3 runs in 1 group.*cannot determine"):
         fit_law(interior, law="ratio")
+    # Four runs cannot pay for an asymmetric curve, but a symmetric one leaves a degree of freedom: an answer
+    # with an interval, the assumption said first, rather than an exact fit with none.
     four = runs_for(ratio=2.5, students=[1e8], multiples=(1.5, 2.2, 3.3, 5.0), noise=0.002)
     law = fit_law(four, law="ratio", bootstrap=200)
-    assert law.file.intervals["r"] is None
-    assert law.optimal_teacher(1e8).low is None
-    assert any("no degrees of freedom" in w for w in law.file.diagnostics.warnings)
+    estimate = law.optimal_teacher(1e8)
+    assert law.file.diagnostics.df == 1 and law.file.diagnostics.asymmetry == 1.0
+    assert estimate.low < 2.5e8 < estimate.high
+    assert "assumes each student's curve is symmetric" in law.file.diagnostics.warnings[0]
     assert any("1 student size(s) for 1 law parameter" in w for w in law.file.diagnostics.warnings)
 
 

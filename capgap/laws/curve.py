@@ -150,10 +150,20 @@ class CurveLaw:
             raise InputError(f"the {self.name} law ({self.formula}) gives no positive teacher for a "
                              f"{format_size(student_params)} student; it was fitted on students {self._range_text()}")
         low = high = None
+        draws = np.empty(0)
         if any(v.size for v in self._samples.values()):
             with np.errstate(all="ignore"):
                 draws = np.asarray(self.teacher(self._samples, float(student_params), tokens), dtype=float)
-            low, high = quantile_interval(np.where(draws > 0, draws, np.nan), self.file.level)
+            draws = draws[np.isfinite(draws) & (draws > 0)]
+        beyond = beyond_measured(self.file.optima, float(student_params), tokens, estimate)
+        if beyond is not None:
+            # Past the teachers measured for students like this one, the law's point is extrapolation: the answer is
+            # the bound the runs give, the ladder's edge, as for the per-student optima and one-sided laws.
+            side, edge = beyond
+            return TeacherEstimate(estimate=edge, low=edge if side == "at_least" else None,
+                                   high=edge if side == "at_most" else None, level=self.file.level, censored=side)
+        if draws.size:
+            low, high = quantile_interval(draws, self.file.level)
             low, high = min(low, estimate), max(high, estimate)  # an interval holds its own estimate
             if not np.isfinite(low) or collapsed(low, high):
                 low = high = None
@@ -185,6 +195,43 @@ class CurveLaw:
                            skew=skew, ratio=ratio)
 
 
+EDGE_TOLERANCE = 0.5  # of a rung's spacing: a law's optimum this far past the measured teachers is beyond them
+
+
+def beyond_measured(optima, student: float, tokens: float | None, estimate: float) -> tuple[str, float] | None:
+    """Whether a law's optimal teacher for ``student`` lies past the teachers measured for students like it, and
+    if so which way ("at_most": below the smallest, "at_least": above the largest) and the edge (in teacher
+    size); None when it lies within them or nothing is known of the ladders.
+
+    The ladder at ``student`` is read from the fitted groups' ladders, as multiples of their student,
+    interpolated in ln S between the nearest fitted students (the groups nearest in tokens per parameter where
+    tokens vary); for students outside the fitted range there is no such ladder, and None. An estimate counts as beyond only by more than
+    EDGE_TOLERANCE of the ladder's mean rung spacing: at the edge is not beyond.
+    """
+    rows = [o for o in optima if len(o.teachers) >= 2]
+    if not rows:
+        return None
+    if tokens and all(o.tokens for o in rows):
+        distance = np.array([abs(np.log(o.tokens / o.student_params) - np.log(tokens / student)) for o in rows])
+        rows = [o for o, d in zip(rows, distance) if d <= distance.min() + 0.1]
+    rows = sorted(rows, key=lambda o: o.student_params)
+    log_s = np.log([o.student_params for o in rows])
+    low = np.array([np.log(o.teachers[0] / o.student_params) for o in rows])
+    high = np.array([np.log(o.teachers[-1] / o.student_params) for o in rows])
+    spacing = np.array([np.mean(np.diff(np.log(o.teachers))) for o in rows])
+    at = np.log(student)
+    if not log_s[0] - 0.01 <= at <= log_s[-1] + 0.01:
+        return None  # beyond the students fitted on the law extrapolates in S, which is what a law is for
+    low_at, high_at = float(np.interp(at, log_s, low)), float(np.interp(at, log_s, high))
+    tolerance = EDGE_TOLERANCE * float(np.interp(at, log_s, spacing))
+    ratio = np.log(estimate / student)
+    if ratio < low_at - tolerance:
+        return "at_most", float(student * np.exp(low_at))
+    if ratio > high_at + tolerance:
+        return "at_least", float(student * np.exp(high_at))
+    return None
+
+
 def sees_far_shape(groups: RunGroups) -> bool:
     """Whether some group's ladder reaches far enough from its optimum to show how the curve goes on there."""
     return any(ladder_shows_far_shape(np.log(t)) for t in groups.teachers)
@@ -193,6 +240,9 @@ def sees_far_shape(groups: RunGroups) -> bool:
 def ladder_shows_far_shape(log_teachers, min_teachers: int = MIN_TEACHERS_FOR_SHAPE) -> bool:
     """Whether one ladder (distinct ln teacher sizes) spans FAR_SPAN with at least ``min_teachers`` rungs."""
     return len(log_teachers) >= min_teachers and float(np.max(log_teachers) - np.min(log_teachers)) >= FAR_SPAN
+
+
+SYMMETRIC = (0, True, False, False)  # a curve_options entry: parabolas symmetric in ln T, one curvature per group
 
 
 def curve_options(groups: RunGroups, asymmetry: str = "ratio") -> list[tuple[int, bool, bool, bool]]:
@@ -204,17 +254,19 @@ def curve_options(groups: RunGroups, asymmetry: str = "ratio") -> list[tuple[int
     shape is fitted per side where some ladder spans a decade (it shows how the curves go on far
     from the optimum), else none. The left/right curvature ratio is free per group only where every group
     has MIN_TEACHERS_FOR_FREE_ASYMMETRY teachers: with fewer, a lone rung on one side would fit its own
-    curvature exactly and say nothing about where the optimum is, so one ratio is shared by all groups."""
+    curvature exactly and say nothing about where the optimum is, so one ratio is shared by all groups. Last
+    comes SYMMETRIC, taken only where nothing richer leaves a degree of freedom (one student, four teachers)."""
     shapes = [SHAPE_PARAMETERS, 2, 0] if sees_far_shape(groups) and SHAPE_PARAMETERS else [0]
     shapes = list(dict.fromkeys(n for n in shapes if n <= SHAPE_PARAMETERS))
-    if asymmetry == "skew":
-        return [(n, True, True, False) for n in shapes]
     skew = asymmetry == "both"
     free = not SHARED_ASYMMETRY and min(len(t) for t in groups.teachers) >= MIN_TEACHERS_FOR_FREE_ASYMMETRY
-    options = [(n, not free, skew, True) for n in shapes]
-    if free:
-        options += [(n, True, skew, True) for n in shapes]
-    return options
+    if asymmetry == "skew":
+        options = [(n, True, True, False) for n in shapes]
+    else:
+        options = [(n, not free, skew, True) for n in shapes]
+        options += [(n, True, skew, True) for n in shapes] if free else []
+    # The last resort before a refusal: symmetric parabolas (no ratio, no skew), one curvature per group.
+    return options + [SYMMETRIC]
 
 
 def affordable_space(cls: type[CurveLaw], groups: RunGroups, centre: Centre, asymmetry: str = "ratio"):
@@ -225,11 +277,14 @@ def affordable_space(cls: type[CurveLaw], groups: RunGroups, centre: Centre, asy
     options = curve_options(groups, asymmetry)
     spaces = [cls.search_space(groups, centre, *option) for option in options]
     dfs = [degrees_of_freedom(groups, space) for space in spaces]
-    chosen = next((i for i, df in enumerate(dfs) if df >= 1), next((i for i, df in enumerate(dfs) if df >= 0), None))
+    # The symmetric last resort is taken only where it leaves a degree of freedom: an exact parabola through three
+    # runs is no evidence of where the optimum is.
+    chosen = next((i for i, df in enumerate(dfs) if df >= 1),
+                  next((i for i, df in enumerate(dfs[:-1]) if df >= 0), None))
     if chosen is None:
-        simplest = spaces[-1]
+        simplest = spaces[-2]
         raise InputError(f"{groups.n_runs} runs in {len(groups.keys)} group(s) cannot determine the "
-                         f"{groups.n_runs - dfs[-1]} parameters of even the simplest curves of the {cls.name} law "
+                         f"{groups.n_runs - dfs[-2]} parameters of even the simplest curves of the {cls.name} law "
                          f"({simplest.per_group} per group and "
                          f"{simplest.n_theta + simplest.n_curve} shared): measure more teachers per student")
     notes = []
@@ -239,7 +294,11 @@ def affordable_space(cls: type[CurveLaw], groups: RunGroups, centre: Centre, asy
                      f"({wanted[0]} parameters): the curves are fitted "
                      f"{'with one far shape for both sides' if got[0] == 2 else 'as parabolas'} instead, unchecked "
                      "far from the optimum; measure more teachers per student")
-    if got[1] and not wanted[1]:
+    if got == SYMMETRIC and wanted != SYMMETRIC:
+        notes.append(f"{groups.n_runs} runs cannot pay for asymmetric curves: the fit assumes each student's curve "
+                     "is symmetric about its optimum in ln T (a curve steeper on one side biases T* toward that "
+                     "side); measure more teachers per student")
+    elif got[1] and not wanted[1]:
         notes.append("the runs cannot pay for a left/right curvature ratio per student: one ratio is shared by "
                      "all students")
     return spaces[chosen], notes
