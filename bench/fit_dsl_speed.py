@@ -34,7 +34,7 @@ def speed() -> None:
     estimate = law.optimal_teacher(198e6)
     print(f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}")
-    print(f"{len(runs)} runs, {len(law.file.diagnostics['free'])} free constants")
+    print(f"{len(runs)} runs, {len(law.file.diagnostics.free)} free constants")
     print(f"fit (multi-start, no bootstrap): {point:.2f} s wall, {point_cpu:.2f} s CPU")
     print(f"fit + 200 bootstrap resamples:   {total:.2f} s wall, {total_cpu:.2f} s CPU "
           f"({(total_cpu - point_cpu) / 200 * 1000:.0f} ms CPU per resample)")

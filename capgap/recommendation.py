@@ -88,7 +88,7 @@ class LawAnswer(BaseModel):
     preferred_reason: str | None
     budget_best: BudgetBest | None = None
     supervised_metric: float | None = None  # the student trained alone on the same budget, where the law can say
-    warnings: list[str]  # far outside first, then regime, then the law file's own, then the rest
+    warnings: list[str]  # an extrapolation first (dsl), then far outside, then regime, then the law file's own, then the rest
     notes: list[str]
 
 
@@ -254,6 +254,9 @@ def answer(law: Law, source: str, setting: _Setting, strict_ladder: bool = False
     notes += unfitted_notes
 
     estimate = law.optimal_teacher(s, tokens)
+    # A law that knows its measured range (dsl: teacher losses) says first where this optimum lies beyond it.
+    extrapolation = getattr(law, "extrapolation", None)
+    beyond = extrapolation(s, tokens) if callable(extrapolation) else None
     if not (math.isfinite(estimate.estimate) and estimate.estimate > 0):
         raise InputError(f"the {law.name} law gives no usable teacher size for a {format_size(s)} student "
                          f"({estimate.estimate!r}); check the law file's coefficients")
@@ -297,7 +300,7 @@ def answer(law: Law, source: str, setting: _Setting, strict_ladder: bool = False
         nearest=nearest, preferred=nearest[0].name if nearest else None,
         preferred_reason=preferred_reason(nearest, teacher), budget_best=best,
         supervised_metric=optimum.supervised_loss if optimum is not None else supervised,
-        warnings=([far] if far else []) + regime_warnings + size_warnings + law_warnings + other, notes=notes)
+        warnings=([beyond] if beyond else []) + ([far] if far else []) + regime_warnings + size_warnings + law_warnings + other, notes=notes)
 
 
 def _strategies(law: Law, head: LawAnswer, setting: _Setting, available: int | None,

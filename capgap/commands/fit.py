@@ -135,11 +135,15 @@ def report(law, paths: list[str]) -> str:
         lines.append(f"goodness of fit: RMSE of {file.metric} {goodness.rmse:.3g} over {goodness.n_runs} runs in "
                      f"{goodness.n_groups} groups ({diagnostics.df} residual degrees of freedom)")
     elif goodness is not None and goodness.rmse_log is not None:
-        lines.append(f"goodness of fit: RMSE of log {file.metric} {goodness.rmse_log:.3g}")
+        held_out = (goodness.model_extra or {}).get("held_out_rmse_log")
+        lines.append(f"goodness of fit: RMSE of log {file.metric} {goodness.rmse_log:.3g}"
+                     + (f" in sample, {held_out:.3g} leaving out each student size in turn" if held_out else ""))
     cv = diagnostics.cv
     if cv:
         scores = ", ".join(f"{name} {score:.3g}" for name, score in sorted(cv.scores.items(), key=lambda kv: kv[1]))
-        if cv.runner_up and cv.margin is not None and cv.margin >= 0:
+        if cv.summary:
+            verdict = cv.summary
+        elif cv.runner_up and cv.margin is not None and cv.margin >= 0:
             verdict = f"{cv.winner} won by {cv.margin:.3g} over {cv.runner_up}"
         elif cv.runner_up:
             verdict = (f"{cv.winner} chosen: simpler, and within one standard error of "
@@ -147,6 +151,10 @@ def report(law, paths: list[str]) -> str:
         else:
             verdict = f"{cv.winner} chosen" + (f" ({cv.note})" if cv.note else "")
         lines.append(f"model choice ({cv.method} CV, {cv.metric}): {scores or 'none'}; {verdict}")
+        for name, lender in cv.shape_from.items():
+            if name in cv.curve_shape_scores:
+                lines.append(f"  {name} scored by its own curve; with {lender}'s curve shape it would score "
+                             f"{cv.curve_shape_scores[name]:.3g} (for the record, not used)")
         for name, why in cv.excluded.items():
             lines.append(f"  {name} not compared: {why}")
     return "\n".join(lines)

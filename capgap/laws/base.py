@@ -122,8 +122,13 @@ class ModelChoice(BaseModel):
     excluded: dict[str, str] = Field(default_factory=dict)
     winner: str
     runner_up: str | None = None
-    margin: float | None = None
+    margin: float | None = None  # the runner-up's held-out score minus the winner's (negative: the winner is simpler)
     note: str | None = None
+    # Families that draw their own curve (dsl) are also scored with the curve model's shape, for the record:
+    # the curve family whose fold fits lent it, and the held-out RMSE so (not used in the choice).
+    shape_from: dict[str, str] = Field(default_factory=dict)
+    curve_shape_scores: dict[str, float] = Field(default_factory=dict)
+    summary: str | None = None  # one sentence: which family won, and by how much
 
 
 class LawDiagnostics(BaseModel):
@@ -149,6 +154,9 @@ class LawDiagnostics(BaseModel):
     skipped_groups: list[str] = Field(default_factory=list)
     extend_ladder: list[str] = Field(default_factory=list)
     free: list[str] = Field(default_factory=list)  # dsl: constants fitted
+    teacher_range: list[float] | None = None  # dsl: [min, max] of the measured teacher sizes (the file's measure)
+    teacher_loss_range: list[float] | None = None  # dsl: [min, max] of the measured teacher losses
+    no_interval: str | None = None  # dsl: why the optimal teacher is given without an interval (None: it has one)
     fixed_at_published: list[str] = Field(default_factory=list)  # dsl: constants held at the published values
     notes: list[str] = Field(default_factory=list)  # what the fit assumed
 
