@@ -4,8 +4,11 @@ When the smallest teacher tried is the best for every student (or the largest is
 no optimum: a curve fitted through them reads a location off its own assumed shape. What the runs
 do say is a bound, and that is what capgap writes: "T* is at most the smallest teacher tried"
 (or at least the largest). The bound is taken at the edge rung where the edge beats its neighbour
-by more than twice the noise's standard error in every group, and at the neighbouring rung
-otherwise, since within noise the optimum may lie between the two; the law file says which.
+by more than twice the noise's standard error in every group and the neighbour lies within
+DENSE_RUNG of it, and at the neighbouring rung otherwise: within noise the optimum may lie between
+the two, and so it may where they are far apart (a curve with one minimum that is best at the
+smallest teacher has its minimum below the second smallest, not necessarily below the smallest);
+the law file says which.
 """
 
 from __future__ import annotations
@@ -19,6 +22,16 @@ from capgap.laws.base import Censoring, StudentOptimum
 from capgap.sizes import format_size
 
 CLEAR_MARGIN = 2.0  # standard errors by which the edge rung must beat its neighbour to bound at the edge itself
+DENSE_RUNG = 2.05  # ... and the largest factor between the edge and its neighbour (a doubling ladder, or finer)
+
+
+def edge_rung(teachers, side: Censoring, clear: bool = True) -> float:
+    """The teacher that bounds T* where the edge of the sorted ladder ``teachers`` was best ("at_most": the
+    smallest; "at_least": the largest): the edge itself where its lead was ``clear`` and its neighbour lies within
+    DENSE_RUNG of it, else the neighbour."""
+    edge, neighbour = (teachers[0], teachers[1]) if side == "at_most" else (teachers[-1], teachers[-2])
+    dense = max(edge, neighbour) / min(edge, neighbour) <= DENSE_RUNG
+    return float(edge if clear and dense else neighbour)
 
 
 @dataclass(frozen=True)
@@ -27,8 +40,10 @@ class EdgeBound:
 
     side: Censoring  # at_most: the smallest teacher was best; at_least: the largest
     teachers: list[float]  # per group: the bound (a teacher size measured)
-    at_edge: bool  # True: at the edge rung itself; False: at its neighbour (the edge's lead was within noise)
+    at_edge: bool  # True: at the edge rung itself; False: at its neighbour (the edge's lead was within noise, or
+    # some neighbour lies more than DENSE_RUNG away)
     noise: float | None  # the noise scale the lead was judged by (None: unknown, so not clear)
+    clear: bool = False  # the edge beat its neighbour by more than CLEAR_MARGIN standard errors in every group
 
 
 def _means(groups: RunGroups, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -92,8 +107,9 @@ def edge_bound(groups: RunGroups) -> EdgeBound | None:
         return None
     clear = noise is not None and all(lead > CLEAR_MARGIN * noise * np.sqrt(1 / n_edge + 1 / n_next)
                                       for lead, n_edge, n_next, _, _ in leads)
-    return EdgeBound(side=sides.pop(), teachers=[edge if clear else nxt for _, _, _, edge, nxt in leads],
-                     at_edge=clear, noise=noise)
+    dense = all(max(edge, nxt) / min(edge, nxt) <= DENSE_RUNG for _, _, _, edge, nxt in leads)
+    return EdgeBound(side=sides.pop(), teachers=[edge if clear and dense else nxt for _, _, _, edge, nxt in leads],
+                     at_edge=clear and dense, noise=noise, clear=clear)
 
 
 def _trend(groups: RunGroups, noise: float | None) -> bool:
@@ -130,11 +146,16 @@ def bound_warning(groups: RunGroups, bound: EdgeBound, ratio: float) -> str:
     smallest = bound.side == "at_most"
     edge = "smallest" if smallest else "largest"
     relation = "at most" if smallest else "at least"
-    basis = (f"the {edge} teacher tried, which beat its neighbour by more than {CLEAR_MARGIN:g} standard errors "
-             "in every group" if bound.at_edge else
-             f"the {edge} teacher's neighbour: the {edge} teacher was best in every group, but not by more than "
-             f"{CLEAR_MARGIN:g} standard errors of the noise"
-             + ("" if bound.noise is not None else " (the runs leave no degree of freedom to measure the noise)"))
+    if bound.at_edge:
+        basis = (f"the {edge} teacher tried, which beat its neighbour by more than {CLEAR_MARGIN:g} standard errors "
+                 "in every group")
+    elif bound.clear:
+        basis = (f"the {edge} teacher's neighbour: the {edge} teacher was best in every group, but some neighbour "
+                 f"is more than {DENSE_RUNG:.3g}x away and the optimum may lie between them")
+    else:
+        basis = (f"the {edge} teacher's neighbour: the {edge} teacher was best in every group, but not by more than "
+                 f"{CLEAR_MARGIN:g} standard errors of the noise"
+                 + ("" if bound.noise is not None else " (the runs leave no degree of freedom to measure the noise)"))
     extend = min(min(t) for t in groups.teachers) if smallest else max(max(t) for t in groups.teachers)
     return (f"one-sided answer: the {edge} teacher tried was the best for every student, so the runs locate no "
             f"optimum; T* is {relation} {ratio:.3g}x the student ({basis}); measure "

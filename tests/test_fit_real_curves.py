@@ -79,3 +79,14 @@ def test_a_bound_is_carried_by_recommend_with_no_made_up_point(tmp_path):
     assert headline.censored == "at_most"
     assert headline.teacher_params_low is None
     assert headline.teacher_params_high == pytest.approx(1.9 * 2e8, rel=0.01)
+
+
+def test_a_best_edge_far_from_its_neighbour_bounds_at_the_neighbour():
+    # Largest teacher best, but 12.5x beyond the next rung: the optimum (6x) may lie between them, so the bound is
+    # the neighbour (at least 1.6x), not the edge (at least 20x, which would leave the truth out).
+    runs = synthetic_runs(ratio=6.0, students=[1e8, 2e8, 4e8], multiples=(1.25, 1.6, 20.0), noise=0.002, seed=2, repeats=2,
+                          with_teacher_loss=False)
+    law = fit_law(runs, law="ratio")
+    assert law.file.bound == "at_least" and law.file.coefficients["r"] == pytest.approx(1.6, rel=1e-2)
+    assert "more than 2.05x away" in law.file.diagnostics.warnings[0]
+    assert law.optimal_teacher(2e8).low <= 6.0 * 2e8

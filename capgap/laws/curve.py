@@ -21,7 +21,7 @@ from capgap.groups import MIN_TEACHERS, RunGroups, group_runs
 from capgap.laws.base import (BootstrapReport, FitOptions, Goodness, LawDiagnostics, LawFile, LawRegime,
                               TeacherEstimate, collapsed)
 from capgap.lack_of_fit import lack_of_fit, location_misfit
-from capgap.one_sided import edge_bound
+from capgap.one_sided import edge_bound, edge_rung
 from capgap.records import RunRecord, ids_hash
 from capgap.sizes import format_size
 
@@ -205,8 +205,9 @@ def beyond_measured(optima, student: float, tokens: float | None, estimate: floa
 
     The ladder at ``student`` is read from the fitted groups' ladders, as multiples of their student,
     interpolated in ln S between the nearest fitted students (the groups nearest in tokens per parameter where
-    tokens vary); for students outside the fitted range there is no such ladder, and None. An estimate counts as beyond only by more than
-    EDGE_TOLERANCE of the ladder's mean rung spacing: at the edge is not beyond.
+    tokens vary); for students outside the fitted range there is no such ladder, and None. An estimate counts
+    as beyond only by more than EDGE_TOLERANCE of the ladder's mean rung spacing: at the edge is not beyond.
+    The bound is the edge rung, or its neighbour where that lies more than DENSE_RUNG away (capgap.one_sided).
     """
     rows = [o for o in optima if len(o.teachers) >= 2]
     if not rows:
@@ -225,10 +226,10 @@ def beyond_measured(optima, student: float, tokens: float | None, estimate: floa
     low_at, high_at = float(np.interp(at, log_s, low)), float(np.interp(at, log_s, high))
     tolerance = EDGE_TOLERANCE * float(np.interp(at, log_s, spacing))
     ratio = np.log(estimate / student)
-    if ratio < low_at - tolerance:
-        return "at_most", float(student * np.exp(low_at))
-    if ratio > high_at + tolerance:
-        return "at_least", float(student * np.exp(high_at))
+    for side, beyond in (("at_most", ratio < low_at - tolerance), ("at_least", ratio > high_at + tolerance)):
+        if beyond:  # the bound: each ladder's edge, or its neighbour where that is far (capgap.one_sided)
+            bounds = [np.log(edge_rung(o.teachers, side) / o.student_params) for o in rows]
+            return side, float(student * np.exp(np.interp(at, log_s, bounds)))
     return None
 
 
