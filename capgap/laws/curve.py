@@ -561,9 +561,10 @@ def draw_intervals(groups: RunGroups, point, options: FitOptions, inflation: flo
         temper = sampled.temper
         if sampled.better is not None:
             point = refine(groups, point, sampled.better)  # a better fit than the optimiser's: move there, retry
-        elif sampled.effective < MIN_EFFECTIVE_DRAWS and proposals == PROPOSALS:
+        elif sampled.effective < MIN_EFFECTIVE_DRAWS and proposals == PROPOSALS and fallback:
             # A likelihood curved like a banana (a far shape that matters only away from the parabola) starves the
-            # adapted proposal: four times as many proposals, once, before the slow bootstrap.
+            # adapted proposal: four times as many proposals, once, before the slow bootstrap. (A checking model
+            # without the fallback keeps its few effective draws: they mark where it puts the optimum.)
             proposals = RETRY_PROPOSALS * PROPOSALS
         else:
             break
