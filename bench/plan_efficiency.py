@@ -1,6 +1,6 @@
 """Closed-loop efficiency of `capgap plan`: runs needed to reach ±20% at the target, planner vs grid vs random.
 
-Run: nice .venv/bin/python bench/plan_efficiency.py [--loops 30] [--scenarios NAME ...] [--bootstrap 100]
+Run: nice .venv/bin/python bench/plan_efficiency.py [--loops 30] [--scenarios NAME ...] [--bootstrap 100] [--workers 2]
 
 Each loop starts with no runs and repeats: choose a batch of BATCH runs, measure them
 (synthetic runs with a planted optimum, capgap.synthetic), fit the law the same way
@@ -9,7 +9,7 @@ ratio`), and stop once the 90% interval of T* at every target is within ±20%
 ((high − low) / (2·estimate) <= 0.2), or at CAP runs. Designs:
 
 * planner: `capgap.plan.plan_runs(runs, targets, ladder, BATCH)` (the published laws as prior at the start);
-* parabola planner: the same with `capgap.plan.ROBUST_SHAPE = False`, free to propose 4-rung designs over a
+* parabola planner: the same with `capgap.plan_scoring.ROBUST_SHAPE = False`, free to propose 4-rung designs over a
   decade that the fit takes for parabolas (not shipped: shown for what that shortcut buys and costs);
 * grid: the ladder swept coarse to fine (every 4th teacher first, then the ones between), round robin over
   the target students, then again with new seeds: the usual full sweep, in its most favourable order;
@@ -19,7 +19,10 @@ ratio`), and stop once the 90% interval of T* at every target is within ±20%
 
 Printed per scenario: the median runs needed by each design (a loop that never gets
 there counts as CAP + BATCH), how many loops reached the target, and how often the
-final interval held the planted optimum. Target: planner median <= half the grid's.
+final interval held the planted optimum. Target (issue 19): in every scenario the planner's
+median at most TARGET_RATIO (0.8) of the grid's, and the truth held in at least as many loops
+as the grid; each scenario's row says PASS or FAIL against it. (Half the grid's, the earlier
+target, sits at the edge of what knowing T* buys: bench/plan_bound.py.)
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import numpy as np
 BATCH = 4
 DESIGNS = ("planner", "parabola planner", "grid", "random", "oracle")
 CAP = 48  # runs: a loop that has not reached the target by then stops
+TARGET_RATIO = 0.8  # the planner's median runs over the grid's, at most, in every scenario
 WIDTH = 0.2
 NOISE, CURVATURE = 0.02, 0.05  # a curve 2.5 noise levels deep one ln unit from its optimum: a hard, honest case
 S = 100_000_000
@@ -100,10 +104,10 @@ def _oracle_shares(students, ratio, extra):
 
 
 def _loop(design, students, ratio, extra, bootstrap, seed):
-    import capgap.plan
+    import capgap.plan_scoring
     from capgap.plan import plan_runs
 
-    capgap.plan.ROBUST_SHAPE = design != "parabola planner"
+    capgap.plan_scoring.ROBUST_SHAPE = design != "parabola planner"
 
     rng = np.random.default_rng(seed)
     ladder = _ladder(students)
@@ -117,7 +121,9 @@ def _loop(design, students, ratio, extra, bootstrap, seed):
         if runs:  # the planner's own "before" is this very fit (ratio law, same resamples and seed): not fitted twice
             estimates = (plan.before if plan.start == "runs" else None) if plan is not None \
                 else _width(runs, students, bootstrap, seed)
-            if estimates and all(e.low is not None and (e.high - e.low) / (2 * e.estimate) <= WIDTH for e in estimates):
+            # A one-sided answer (a bound, capgap.one_sided) has one end only: it is no interval yet.
+            if estimates and all(e.low is not None and e.high is not None and
+                                 (e.high - e.low) / (2 * e.estimate) <= WIDTH for e in estimates):
                 return len(runs), True, all(e.low <= ratio * s <= e.high for e, s in zip(estimates, students))
         if len(runs) >= CAP:
             return CAP + BATCH, False, False
@@ -142,12 +148,21 @@ def _loop(design, students, ratio, extra, bootstrap, seed):
             runs.append(_measure(s, t, used[(s, t)], ratio, extra, rng))
 
 
+def target_verdict(share: float, planner_held: int, grid_held: int) -> str:
+    """PASS where the planner needs at most TARGET_RATIO of the grid's runs and holds the truth as often; else FAIL
+    and which half of the target it missed."""
+    missed = ([f"runs {share:.2f} > {TARGET_RATIO:g}"] if not share <= TARGET_RATIO else []) + \
+        ([f"held {planner_held} < {grid_held}"] if planner_held < grid_held else [])
+    return "PASS" if not missed else "FAIL (" + "; ".join(missed) + ")"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--loops", type=int, default=30)
     parser.add_argument("--bootstrap", type=int, default=100)
     parser.add_argument("--scenarios", nargs="*", help="only these scenarios (by name)")
     parser.add_argument("--designs", nargs="*", choices=DESIGNS, default=list(DESIGNS), help="only these designs")
+    parser.add_argument("--workers", type=int, default=1, help="processes the loops are spread over (same results)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     started = time.time()
@@ -157,8 +172,13 @@ def main() -> None:
     designs = args.designs
     ratio_column = "planner" in designs and "grid" in designs
     print(f"| scenario | {' | '.join(designs)} |{' planner / grid |' if ratio_column else ''} "
-          f"reached ({'/'.join(designs)}) | held truth ({'/'.join(designs)}) |")
-    print("| --- " * (len(designs) + 3 + ratio_column) + "|")
+          f"reached ({'/'.join(designs)}) | held truth ({'/'.join(designs)}) |{' target |' if ratio_column else ''}")
+    print("| --- " * (len(designs) + 3 + 2 * ratio_column) + "|")
+    pool = None
+    if args.workers > 1:
+        import multiprocessing
+
+        pool = multiprocessing.get_context("fork").Pool(args.workers)
     for name, (students, ratio, extra) in SCENARIOS.items():
         if args.scenarios and name not in args.scenarios:
             continue
@@ -167,13 +187,18 @@ def main() -> None:
             if design == "oracle" and len(students) > 1:
                 result[design] = (math.nan, 0, 0)
                 continue
-            outcomes = [_loop(design, students, ratio, extra, args.bootstrap, 1000 + i) for i in range(args.loops)]
+            jobs = [(design, students, ratio, extra, args.bootstrap, 1000 + i) for i in range(args.loops)]
+            outcomes = pool.starmap(_loop, jobs, chunksize=1) if pool else [_loop(*job) for job in jobs]
             result[design] = (float(np.median([o[0] for o in outcomes])), sum(o[1] for o in outcomes),
                               sum(o[2] for o in outcomes))
         medians = " | ".join("–" if math.isnan(result[d][0]) else f"{result[d][0]:g}" for d in designs)
-        ratio_text = f" {result['planner'][0] / result['grid'][0]:.2f} |" if ratio_column else ""
+        ratio_text = verdict = ""
+        if ratio_column:
+            share = result["planner"][0] / result["grid"][0]
+            ratio_text = f" {share:.2f} |"
+            verdict = f" {target_verdict(share, result['planner'][2], result['grid'][2])} |"
         print(f"| {name} | {medians} |{ratio_text} {'/'.join(str(result[d][1]) for d in designs)} "
-              f"| {'/'.join(str(result[d][2]) for d in designs)} |", flush=True)
+              f"| {'/'.join(str(result[d][2]) for d in designs)} |{verdict}", flush=True)
     print(f"\n{time.time() - started:.0f} s")
 
 

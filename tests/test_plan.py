@@ -150,27 +150,73 @@ def test_end_to_end_plan_measure_fit_plan(tiny_corpus: Path, tmp_path: Path, cap
 
 
 def _scorer(monkeypatch, robust: bool):
-    import capgap.plan as plan
+    import capgap.plan_scoring as scoring
 
-    monkeypatch.setattr(plan, "ROBUST_SHAPE", robust)
-    model, _, rows, targets, _, _ = plan._prior_model([], [(S, 20 * S)], 0, "total")
+    monkeypatch.setattr(scoring, "ROBUST_SHAPE", robust)
+    model, _, rows, _ = scoring.prior_model([], [(S, 20 * S)], 0, "total")
     logs = np.log([m.params for m in LADDER])
-    return plan._DesignScorer(model, *rows, np.zeros(len(LADDER), dtype=int), logs)
+    return scoring.DesignScorer(model, *rows, np.zeros(len(LADDER), dtype=int), logs)
+
+
+def _fits_own_count(students_rungs: dict[int, list[int]]):
+    """(shared ratio, far shape, residual df) of the curves `capgap fit` chooses for runs at these ladder rungs."""
+    from capgap.groups import group_runs
+    from capgap.laws.base import law_class
+    from capgap.laws.curve import Centre, affordable_space
+    from capgap.onestage import degrees_of_freedom
+
+    runs = [r for student, rungs in students_rungs.items() for k, i in enumerate(rungs) for r in synthetic_runs(
+        ratio=2.5, students=[student], teachers=[LADDER[i].params], noise=0.01, seed=k)]  # a repeat: a new seed
+    groups = group_runs(runs, "eval_loss", "lower")
+    space, _ = affordable_space(law_class("ratio"), groups, Centre.of(groups))
+    return space.shared_asymmetry or not space.ratio, space.n_shape > 0, degrees_of_freedom(groups, space)
+
+
+def test_designs_are_counted_as_the_fit_counts_them(monkeypatch) -> None:
+    wide = [0, 4, 12, 15]  # 1.25x .. 200x, four rungs: the fit takes the curve for a parabola
+    narrow = [0, 1, 2, 3, 4]  # 1.25x .. 4.8x: under a decade, no far shape whatever the rungs
+    shortcut = _scorer(monkeypatch, False)
+    for design in (wide, narrow, wide + [8], narrow + [9, 12, 15], narrow * 2, list(range(16))):
+        found = shortcut.structure(design)
+        assert (found.shared, found.far, found.df) == _fits_own_count({S: design}), design
+    assert shortcut.degrees_of_freedom(wide[:2]) == -1  # two rungs: the fit has no curve to use
 
 
 def test_a_decade_wide_design_pays_for_the_far_shape_the_fit_would_not_check(monkeypatch) -> None:
     wide = [0, 4, 12, 15]  # 1.25x .. 200x, four rungs: the fit takes the curve for a parabola
-    narrow = [0, 1, 2, 3, 4]  # 1.25x .. 4.8x: under a decade, no far shape whatever the rungs
     robust = _scorer(monkeypatch, True)
-    assert robust.degrees_of_freedom(wide) == 4 - 3 - 1 - 2
-    assert robust.degrees_of_freedom(narrow) == 5 - 3 - 1
-    assert robust.degrees_of_freedom(wide[:2]) == -1  # two rungs: the fit has no curve to use
+    assert not _fits_own_count({S: wide})[1]
+    assert robust.structure(wide).far and robust.degrees_of_freedom(wide) == _fits_own_count({S: wide})[2] - 2
     charged = robust.score([wide])[0]
     shortcut = _scorer(monkeypatch, False)  # (the switch is read when a design is scored)
-    assert shortcut.degrees_of_freedom(wide) == 4 - 3 - 1
-    assert shortcut.degrees_of_freedom(wide + [8]) == 5 - 3 - 1 - 2  # five rungs: the fit frees the shape
     # Charged for the shape, the wide design's expected variance is larger than the shortcut's.
     assert charged > shortcut.score([wide])[0]
+
+
+def test_a_student_with_few_teachers_is_scored_with_the_shared_ratio_the_fit_would_use() -> None:
+    import capgap.plan_scoring as scoring
+
+    small, large = S // 2, S
+    targets = [scoring.Target(small, 20 * small, 0), scoring.Target(large, 20 * large, 1)]
+    model = scoring.prior_model_at(np.full(4, math.log(2.5)), targets, 1.0)
+    logs = np.log([m.params for m in LADDER])
+    scorer = scoring.DesignScorer(model, np.zeros(0, dtype=int), np.zeros(0), np.r_[np.zeros(16), np.ones(16)].astype(int),
+                                  np.r_[logs, logs])
+    rich, poor = [0, 1, 2, 3, 4, 5, 6], [1, 3, 5, 7]  # rungs of the ladder: 7 and 4 teachers
+    both_rich = scorer.structure(rich + [16 + i for i in rich])
+    one_poor = scorer.structure(rich + [16 + i for i in poor])
+    assert not both_rich.shared and one_poor.shared  # a ratio per student only where every one has 6 teachers
+    assert (both_rich.shared, both_rich.df) == (_fits_own_count({small: rich, large: rich})[0],
+                                                _fits_own_count({small: rich, large: rich})[2])
+    assert (one_poor.shared, one_poor.df) == (_fits_own_count({small: rich, large: poor})[0],
+                                              _fits_own_count({small: rich, large: poor})[2])
+    # Under the shared ratio the rich student's runs inform the poor one's asymmetry: its lone left rung no longer
+    # fits a curvature of its own, so the pooled design is worth more than the same runs scored with free ratios.
+    free = scoring.DesignScorer(model, np.zeros(0, dtype=int), np.zeros(0), scorer.candidate_group, np.r_[logs, logs])
+    free.structure = lambda design: scoring.Structure(**{**scorer.structure(design).__dict__, "shared": False,
+                                                         "df": scorer.structure(design).df - 1})
+    design = rich + [16 + i for i in poor]
+    assert scorer.variances([design])[0, 1] < free.variances([design])[0, 1]
 
 
 def test_exchange_never_leaves_a_batch_worse_than_the_greedy_one(monkeypatch) -> None:
@@ -200,14 +246,12 @@ def test_a_cold_start_forecasts_no_interval_from_an_assumed_curve_depth() -> Non
 
 
 def test_a_batch_that_never_reaches_the_optimum_is_credited_nothing() -> None:
-    import capgap.plan as plan
+    import capgap.plan_scoring as scoring
 
-    draws = 4
-    model = plan._Model(location=np.full((draws, 1), math.log(2.5 * S)), gradient=np.ones((draws, 1, 1)),
-                        curvature=np.full((draws, 1, 2), 0.05), shape=np.zeros((draws, 2)), noise=0.02,
-                        target_gradient=np.ones((draws, 1, 1)), prior_precision=np.diag([1.0, 0.25, 0.04]))
+    # Every draw puts the optimum at 2.5x; the prior on ln r has sd 1.
+    model = scoring.prior_model_at(np.full(4, math.log(2.5)), [scoring.Target(S, 20 * S, 0)], 1.0)
     logs = np.log([m.params for m in LADDER])
-    scorer = plan._DesignScorer(model, np.zeros(0, dtype=int), np.zeros(0), np.zeros(len(LADDER), dtype=int), logs)
+    scorer = scoring.DesignScorer(model, np.zeros(0, dtype=int), np.zeros(0), np.zeros(len(LADDER), dtype=int), logs)
     now = scorer.variances([[]])[0, 0]
     around = scorer.variances([[0, 1, 3, 5] * 2])[0, 0]  # 1.25x-6.8x, two rungs a side of the optimum at 2.5x
     beyond = scorer.variances([[11, 12, 13, 15] * 2])[0, 0]  # 52x-200x: a curve that only rises
