@@ -13,7 +13,10 @@ family never saw. The simplest family within one standard error of the best
 wins (Breiman's rule), and ``diagnostics.cv`` records every score.
 
 ``dsl`` takes part where every run carries ``teacher_loss`` and tokens (else
-``cv.excluded`` says which runs lack what), on the same held-out criterion:
+``cv.excluded`` says which runs lack what) and its own lack-of-fit check passes
+(a dsl fit that does not follow the runs, with its constants at their bounds and
+no finite optimum, can still win CV on curves that track each teacher's measured
+loss: the shipped study did), on the same held-out criterion:
 fitted without the held-out student size (one local search from its fit on
 all runs, no intervals), it says where each held-out group's optimum is, the
 group's baseline and its curvature on each side of that optimum are refitted
@@ -39,6 +42,7 @@ rule it wins only by more than one standard error.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Sequence
 
@@ -207,6 +211,13 @@ def compare_families(runs: Sequence[RunRecord], options: FitOptions) -> ModelCho
             full = law_class(name).fit(runs, quiet)
         except InputError as exc:
             excluded[name] = str(exc)
+            continue
+        if _own_curve(name) and full.file.diagnostics.no_interval:
+            # A family that predicts the metric and, by its own check, does not follow these runs: its held-out
+            # curve can still track each teacher's measured loss, so CV alone would credit a broken fit.
+            why = re.search(r"\((.+?)\): ", full.file.diagnostics.no_interval)
+            excluded[name] = ("its own lack-of-fit check fires, so its optimum is no evidence"
+                              + (f" ({why.group(1)})" if why else ""))
             continue
         curve: dict[str, float] = {}
         if not _own_curve(name):

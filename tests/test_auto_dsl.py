@@ -127,3 +127,16 @@ def test_residuals_far_above_the_spread_of_repeated_seeds_are_lack_of_fit():
     assert said_first(law.file.diagnostics.warnings, "lack of fit: the dsl law does not follow these runs")
     estimate = law.optimal_teacher(1e8)
     assert estimate.low is None and estimate.high is None
+
+
+def test_auto_leaves_out_a_dsl_fit_that_fails_its_own_lack_of_fit_check():
+    # The shipped study's measured runs carry teacher_loss, and its dsl fit follows them 148x worse than repeated
+    # seeds agree, with no finite optimum for most students; its held-out curve still tracks each teacher's measured
+    # loss and scored best. A fit that fails its own check is no candidate: a curve family answers.
+    from capgap.laws import shipped_law_path
+    from capgap.store import load_runs
+
+    runs = load_runs([shipped_law_path("cpu-demo").parent.parent / "runs" / "shakespeare-study.jsonl"])
+    law = fit_law(runs, law="auto", student_init="pruned", bootstrap=0)
+    assert law.file.law != "dsl"
+    assert "lack-of-fit check fires" in law.file.diagnostics.cv.excluded["dsl"]
