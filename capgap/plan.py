@@ -1,32 +1,27 @@
 """Plan the next runs: the (student, teacher, tokens) runs that most shrink the interval of the optimal teacher.
 
 Method: a linearised (Fisher / delta-method) expected variance of ln T* at each
-target student, under the one-stage model of ``capgap.onestage``, averaged over
-draws of the model's parameters (a pseudo-Bayesian c-optimal design).
+target student, under the fit's own one-stage model (``capgap.plan_scoring``),
+averaged over draws of the model's parameters (a pseudo-Bayesian c-optimal design).
 
 * The state. With runs, the law is fitted as ``capgap fit`` does (its interval is
-  the one reported before the batch); the same one-stage point fit and a small
-  residual bootstrap (``DRAWS`` refits) give draws of theta, the far shape and
-  every group's baseline and curvatures. With no runs (or runs that cannot be
-  fitted yet), the draws of ln(T*/S) come from the published laws as a wide prior:
-  a normal whose 90% range spans Zhang et al.'s 2.5x and Busbridge et al.'s
-  optimum at the target's tokens, with the ratio law's single parameter.
-* The information. At each draw, a run of group g with teacher T adds the row
-  x = d(metric)/d(theta, s, alpha, b, a^left, a^right) of the model (the
-  location's derivative by finite differences through the family's own
-  ``log_location``), so I = sum x x^T / noise^2 (+ the prior's precision on theta
-  in a cold start, and a weak box prior on the far shape). The variance of
-  ln T*(target) is c^T I^-1 c, c its gradient in theta.
-* The fit's own parameters. A design is scored with the parameters the fit would
-  spend on it: a group counts once it has three distinct teachers; the far shape
-  (s, alpha) is free once a fitted group's ladder spans a decade (``FAR_SPAN``) and
-  held at the parabola otherwise. The fit itself frees the shape only from five
-  teachers on, but a planner that knows that proposes four-rung, decade-wide
-  designs the fit takes for parabolas, whose intervals miss curves that flatten
-  (``ROBUST_SHAPE``; the bench shows both). The variance is inflated by
-  (t_df / z)^2 for the residual degrees of freedom df the design leaves the fit's
-  noise estimate; a design with none is penalised, not excluded (a cold start needs
-  one).
+  the one reported before the batch); the fit's point fit on the curves it chose
+  (``affordable_space``) and a small residual bootstrap (``DRAWS`` refits) give
+  draws of theta, the curves' shape and every group's baseline and curvatures.
+  With no runs (or runs that cannot be fitted yet), the draws of ln(T*/S) come
+  from the published laws as a wide prior: a normal whose 90% range spans Zhang
+  et al.'s 2.5x and Busbridge et al.'s optimum at the target's tokens, with the
+  ratio law's single parameter. Where the fit's answer is a bound (the smallest or
+  largest teacher tried was best), the draws spread beyond the bound, with the runs
+  so far (``plan_scoring.bounded_model``).
+* The information and the fit's own parameters: ``capgap.plan_scoring``. A design
+  is scored with the curves the fit would use on it (a left/right ratio shared by
+  the students while one has few teachers, free per student once every one has
+  six; the far shape once a ladder spans a decade with five teachers; the
+  symmetric fallback), counted by the fit's own functions on a stand-in of the
+  design's groups. The variance is inflated by (t_df / z)^2 for the residual
+  degrees of freedom df the design leaves the fit's noise estimate; a design with
+  none is penalised, not excluded (a cold start needs one).
 * The calibration. The linearised variance of the current design is compared
   with the current fitted interval: the interval after the batch is the
   current one shrunk about its estimate by sd_after / sd_now. Without a current
@@ -36,14 +31,17 @@ draws of the model's parameters (a pseudo-Bayesian c-optimal design).
   three teachers moves by the teacher sets that complete it, scored together.
   Then exchange (Fedorov): swap one run of the batch for any candidate while that
   lowers the score, from the greedy batch and from ``EXCHANGE_STARTS`` random
-  batches, keeping the best. One swap at a time cannot leave a narrow design for a
-  wide one (the first far rung frees the far shape and costs more than it brings);
-  a random start can. A repeat of a pair (new seed) is a candidate like any other.
-  The batch stops at the run budget, the FLOP budget, or when every target's
-  expected interval is within ``target_width``.
+  batches, keeping the best. A random start can leave a narrow design for a wide
+  one where single swaps cannot. A repeat of a pair (new seed) is a candidate like
+  any other. The batch stops at the run budget, the FLOP budget, or when every
+  target's expected interval is within ``target_width``.
+* The cold start of one target looks two batches ahead (``_lookahead``): of the
+  exchanged batches and even spreads over windows of the ladder, the first batch
+  whose expected variance after it and the second batch planned from its outcome
+  is least.
 
-Cost: one fit as `capgap fit` does, one bootstrap of ``DRAWS`` refits, then
-small matrix solves; no refit per candidate (see bench/plan_efficiency.py).
+Cost: one fit as `capgap fit` does, one point fit and a bootstrap of ``DRAWS``
+refits, then small matrix solves; no refit per candidate (see bench/plan_efficiency.py).
 """
 
 from __future__ import annotations
@@ -62,8 +60,8 @@ from capgap.errors import InputError
 from capgap.groups import SIZE_TOLERANCE
 from capgap.ladders import LadderModel, get_ladder
 from capgap.plan_scoring import (DRAWS, LEVEL, NO_DF_PENALTY, PRIOR_DEPTH, Z, DesignScorer, LinearisedModel,
-                                 Target, fitted_model, ladder_cap, prior_model, prior_model_at,
-                                 same_group)
+                                 OneSided, Target, bounded_model, fitted_model, ladder_cap, prior_model,
+                                 prior_model_at, same_group)
 from capgap.records import RunRecord
 from capgap.sizes import TOKENS_PER_PARAM, distill_flops, format_size
 
@@ -116,7 +114,7 @@ class Plan(BaseModel):
     runs: list[PlannedRun]
     before: list[TargetInterval]
     after: list[TargetInterval]
-    start: Literal["runs", "prior"]  # fitted runs, or the published laws as a wide prior
+    start: Literal["runs", "prior", "bound"]  # fitted runs, the published laws as a wide prior, or a one-sided fit
     law: str
     method: str = METHOD
     target_width: float | None = None
@@ -146,12 +144,16 @@ def plan_runs(runs: Sequence[RunRecord], students: Sequence[int], teachers: str 
     targets_spec = [(int(s), _tokens_for(int(s), tokens, runs)) for s in students]
     notes: list[str] = []
     fitted = None
-    start: Literal["runs", "prior"] = "runs"
-    fitted = None
+    start: Literal["runs", "prior", "bound"] = "runs"
+    fitted = bounded = None
     if runs:
         runs = select_runs(runs, family, student_init)
         try:
             fitted = fitted_model(runs, targets_spec, law, metric, size_measure, bootstrap, seed, notes)
+        except OneSided as exc:
+            bounded = exc
+            notes.append(f"the fit's answer is one-sided ({exc}); planning to bracket it: the optimum spread over "
+                         "the teachers beyond the bound, with the runs so far")
         except InputError as exc:
             notes.append(f"the runs cannot be fitted yet ({exc}); planning from the published laws as a wide prior")
     else:
@@ -162,15 +164,24 @@ def plan_runs(runs: Sequence[RunRecord], students: Sequence[int], teachers: str 
         before = [TargetInterval(student_params=t.student, tokens=t.tokens, estimate=e, low=lo, high=hi)
                   for t, (e, lo, hi) in zip(targets, intervals)]
     else:
-        start, law_name = "prior", "ratio"
-        model, (mean, sd), rows, targets = prior_model(runs, targets_spec, seed, size_measure)
-        before = [TargetInterval(student_params=t.student, tokens=t.tokens, estimate=float(t.student * math.exp(mean)),
-                                 low=float(t.student * math.exp(mean - Z * sd)),
-                                 high=float(t.student * math.exp(mean + Z * sd))) for t in targets]
+        start, law_name = ("bound" if bounded is not None else "prior"), "ratio"
+        if bounded is not None:
+            log_candidates = np.log([m.size(size_measure) for m in ladder])
+            model, (mean, sd), rows, targets = bounded_model(runs, targets_spec, size_measure, bounded, log_candidates)
+            upper = bounded.side == "at_most"
+            before = [TargetInterval(student_params=t.student, tokens=t.tokens, estimate=t.student * bounded.ratio,
+                                     low=None if upper else t.student * bounded.ratio,
+                                     high=t.student * bounded.ratio if upper else None) for t in targets]
+        else:
+            model, (mean, sd), rows, targets = prior_model(runs, targets_spec, seed, size_measure)
+            before = [TargetInterval(student_params=t.student, tokens=t.tokens,
+                                     estimate=float(t.student * math.exp(mean)),
+                                     low=float(t.student * math.exp(mean - Z * sd)),
+                                     high=float(t.student * math.exp(mean + Z * sd))) for t in targets]
         if law != "ratio":
             notes.append(f"the prior has the ratio law's one parameter; --law {law} is fitted once the runs allow it")
     return _choose(model, rows, targets, before, ladder, runs, runs_budget, flops_budget, target_width, seed,
-                   size_measure, law_name, start, notes, prior=(mean, sd) if start == "prior" else None)
+                   size_measure, law_name, start, notes, prior=(mean, sd) if start != "runs" else None)
 
 
 def _validate(students, ladder, runs_budget, flops_budget, target_width, tokens) -> None:
@@ -218,15 +229,16 @@ def _choose(model: LinearisedModel, rows, targets: list[Target], before: list[Ta
     # interval on, which (under a decade wide, to keep the far shape fixed) would leave part of the prior out.
     log_candidates = np.array([math.log(m.size(size_measure)) for _, m in candidates])
     scorer = DesignScorer(model, group, log_teacher, np.array([targets[k].group for k, _ in candidates], dtype=int),
-                          log_candidates, no_df_penalty=1.0 if start == "prior" else NO_DF_PENALTY,
+                          log_candidates, no_df_penalty=1.0 if start != "runs" else NO_DF_PENALTY,
                           cap=ladder_cap(log_candidates))
     var_now = scorer.variances([[]])[0]
-    batch = _greedy(scorer, var_now, before, cost, budget, flops_budget, target_width, start == "prior")
+    batch = _greedy(scorer, var_now, before, cost, budget, flops_budget, target_width, start != "runs")
     finished = _exchanged(scorer, batch, cost, flops_budget, np.random.default_rng(seed))
     batch = finished[0]
     # The lookahead plans a second batch per first batch and truth: one target only (several multiply the moves
     # that complete each student's ladder past what a plan should wait for).
-    if start == "prior" and prior is not None and flops_budget is None and len(batch) == budget and len(targets) == 1:
+    if start == "prior" and prior is not None and flops_budget is None and len(batch) == budget and len(targets) == 1 \
+            and not runs:
         batch = _lookahead(scorer, [*finished, *_spreads(scorer, budget)], prior, targets, rows, budget)
     var_after = scorer.variances([batch])[0]
     after = _after(before, var_now, var_after)
@@ -235,7 +247,7 @@ def _choose(model: LinearisedModel, rows, targets: list[Target], before: list[Ta
         after = [a.model_copy(update={"low": None, "high": None}) for a in after]
         notes.append(f"after this batch the fit still has no degrees of freedom left ({df}): no interval yet; "
                      "plan more runs (a larger --runs-budget)")
-    if start == "prior" and df > 0:
+    if start != "runs" and df > 0:
         # How deep the curve is against the run noise is unknown before any run: the prior assumes a depth, and
         # an interval computed from an assumed depth is not a forecast.
         assumed = ", ".join(f"±{a.relative_half_width:.0%}" for a in after if a.relative_half_width is not None)
@@ -330,7 +342,7 @@ def _lookahead(scorer: DesignScorer, shortlist: list[list[int]], prior: tuple[fl
     looking ahead it can also weigh how well each spread sets up the batch that will follow it."""
     from scipy.special import ndtri
 
-    if len(shortlist) < 2:
+    if len(shortlist) < 2 or LOOKAHEAD_TRUTHS < 1:
         return shortlist[0]
     mean, sd = prior
     quantiles = (np.arange(LOOKAHEAD_TRUTHS) + 0.5) / LOOKAHEAD_TRUTHS

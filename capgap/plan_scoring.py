@@ -38,16 +38,29 @@ NO_DF_PENALTY = 10.0  # a design the fit cannot put an interval on scores this m
 # the shared ratio's: half its box (ln 10 each way).
 SHAPE_PRIOR_SD = (2.0, 5.0)
 RATIO_PRIOR_SD = 1.2
-# A design whose ladder spans FAR_SPAN pays for the far shape from MIN_TEACHERS teachers on, not only from
-# MIN_TEACHERS_FOR_SHAPE: below that the fit takes the curve for a parabola over the whole span, and a planner
-# free to exploit it proposes 4-rung decade-wide designs whose intervals miss flattening curves (bench/plan_efficiency.py).
-ROBUST_SHAPE = True
+# True: a design whose ladder spans FAR_SPAN pays for the far shape from MIN_TEACHERS teachers on, not only from
+# MIN_TEACHERS_FOR_SHAPE as the fit does (below that the fit takes the curve for a parabola over the whole span).
+# It was the default while the fit did not check itself; charged so, the planner adds a fifth decade-wide rung
+# for free, the fit then frees the far shape, and its interval stalls near ±25% on a plain parabola: 52 runs
+# against 24 on the symmetric scenario (bench/plan_efficiency.py, design "robust planner"). Off: the planner
+# counts what the fit counts.
+ROBUST_SHAPE = False
 _RIDGE = 1e-9
 _PIN = 1e9  # precision that holds a parameter the design's model does not fit at its value
 _STEP = 1e-4  # ln units: finite differences along the curve
 _SHAPE_STEP = 1e-3
 _RATIO_COMB = np.linspace(np.log(0.1), np.log(10.0), 15)  # profiling a shared ratio where the fit had free ones
 N_CURVE = 3  # ln ratio, s, alpha: the curve coordinates every design is scored over
+
+
+class OneSided(InputError):
+    """The fit's answer is a bound (capgap.one_sided): T*/S at most (or at least) ``ratio``, no curve."""
+
+    def __init__(self, side: str, ratio: float, neighbour: float) -> None:
+        super().__init__(f"every student's best teacher is at the edge of its ladder (T* {side.replace('_', ' ')} "
+                         f"{ratio:.3g}x the student)")
+        self.side, self.ratio = side, ratio
+        self.neighbour = neighbour  # T/S of the rung next to the edge one, inside the ladder
 
 
 @dataclass
@@ -333,8 +346,16 @@ def fitted_model(runs: Sequence[RunRecord], targets_spec, law: str, metric: str 
     fitted_law = fit_law(runs, law=law, metric=metric, size_measure=size_measure, bootstrap=n_boot, seed=seed)
     file = fitted_law.file
     notes += [f"fit: {w}" for w in file.diagnostics.warnings]
-    if file.bound is not None:  # a one-sided answer has no curve to plan with: the prior brackets the bound
-        raise InputError("every student's best teacher is at the edge of its ladder")
+    if file.bound is not None:  # a one-sided answer has no curve to plan with: draws beyond the bound bracket it
+        ratios = [fitted_law.optimal_teacher(s, d).estimate / s for s, d in targets_spec]
+        upper = file.bound == "at_most"
+        # The rung next to the best one, in the target's own runs: the optimum lies nearer the edge than it.
+        tried = sorted({r.size("teacher", size_measure) / s for r in runs for s, d in targets_spec
+                        if same_group(r.size("student", size_measure), r.tokens, s, d)})
+        edge = min(ratios) if upper else max(ratios)
+        inside = [t for t in tried if (t > edge * 1.001 if upper else t < edge / 1.001)]
+        neighbour = (min(inside) if upper else max(inside)) if inside else edge
+        raise OneSided(file.bound, edge, neighbour)
     cls = law_class(file.law)
     if not (isinstance(cls, type) and issubclass(cls, CurveLaw)):
         raise InputError(f"the planner reasons with the one-stage model; the {file.law} law is not one (use --law ratio)")
@@ -481,6 +502,33 @@ def prior_model(runs, targets_spec, seed: int, size_measure: str, draws: int = D
     model = prior_model_at(ln_r, targets, sd)
     rows = add_unfitted_rows((np.zeros(0, dtype=int), np.zeros(0)), runs, targets, 0, size_measure)
     return model, (mean, sd), rows, targets
+
+
+BOUND_REACH = 0.5  # ln units: a bounded optimum may lie beyond the ladder's last candidate by this much
+
+
+def bounded_model(runs, targets_spec, size_measure: str, bound: OneSided, log_candidates: np.ndarray,
+                  draws: int = DRAWS):
+    """The model where the fit's answer is a bound: ln(T*/S) spread evenly over the candidates beyond the bound
+    (and a little past them), and inward to halfway to the rung next to the edge one: on a curve symmetric about
+    its optimum, the edge rung beats its neighbour only where the optimum is nearer the edge. Every target
+    student is a new group holding its runs so far. Planning from the published prior instead would ignore the
+    runs and keep measuring the side they ruled out.
+
+    Returns (model, (mean, sd) of ln r, rows, targets)."""
+    targets = [Target(s, d, j) for j, (s, d) in enumerate(targets_spec)]
+    edge = math.log(bound.ratio)
+    log_ratios = log_candidates - math.log(min(s for s, _ in targets_spec))
+    halfway = 0.5 * (edge + math.log(bound.neighbour))
+    if bound.side == "at_most":
+        low, high = min(float(log_ratios.min()), edge) - BOUND_REACH, halfway
+    else:
+        low, high = halfway, max(float(log_ratios.max()), edge) + BOUND_REACH
+    ln_r = low + (high - low) * (np.arange(draws) + 0.5) / draws
+    sd = (high - low) / math.sqrt(12.0)
+    model = prior_model_at(ln_r, targets, sd)
+    rows = add_unfitted_rows((np.zeros(0, dtype=int), np.zeros(0)), runs, targets, 0, size_measure)
+    return model, (float(ln_r.mean()), sd), rows, targets
 
 
 def prior_model_at(ln_r: np.ndarray, targets: list[Target], sd: float) -> LinearisedModel:

@@ -282,3 +282,18 @@ def test_the_shipped_study_plans_from_its_fit(capsys) -> None:
     text = capsys.readouterr().out
     assert "plan from the fitted runs (ratio law)" in text and "T* of the 50k student, 90% interval: now" in text
     assert text.count("gpt2-L2-d") == 4  # four proposed runs, each naming a rung of the shipped ladder
+
+
+def test_a_one_sided_fit_plans_beyond_its_bound_with_the_runs_so_far(capsys) -> None:
+    # The smallest teacher tried (2x) is the best: the fit answers "T* at most 2x", and the plan measures smaller
+    # teachers, where the optimum is, rather than the published laws' prior the runs have ruled out.
+    runs = synthetic_runs(ratio=1.1, students=[S], teachers=[int(S * m) for m in (2.0, 3.2, 6.4, 13.4)] * 2,
+                          noise=0.002, seed=4)
+    plan = plan_runs(runs, [S], LADDER, 4, bootstrap=50)
+    assert plan.start == "bound" and any("one-sided" in n for n in plan.notes)
+    assert plan.before[0].low is None and plan.before[0].high <= 2.0 * S * 1.01
+    multiples = sorted(r.teacher_params / S for r in plan.runs)
+    assert len(multiples) == 4 and sum(m < 2.0 for m in multiples) >= 2  # half the batch below the bound
+    from capgap.commands.plan import report
+
+    assert "at most" in report(plan) and "one-sided bound" in report(plan)

@@ -61,6 +61,10 @@ def plan_command(args: argparse.Namespace) -> int:
 
 
 def _interval(t) -> str:
+    if t.low is None and t.high is not None:  # a one-sided answer: the bound, no interval
+        return f"at most {format_size(t.high)} (a bound, no interval)"
+    if t.high is None and t.low is not None:
+        return f"at least {format_size(t.low)} (a bound, no interval)"
     if t.low is None:
         return f"{format_size(t.estimate)} (no interval)"
     width = t.relative_half_width
@@ -68,7 +72,8 @@ def _interval(t) -> str:
 
 
 def report(plan) -> str:
-    start = "the fitted runs" if plan.start == "runs" else "the published laws as a wide prior"
+    start = {"runs": "the fitted runs", "prior": "the published laws as a wide prior",
+             "bound": "the fit's one-sided bound"}[plan.start]
     lines = [f"plan from {start} ({plan.law} law); {plan.method}"]
     lines += [f"note: {n}" for n in plan.notes]
     if plan.runs:
