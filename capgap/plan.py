@@ -342,6 +342,12 @@ def _lookahead(scorer: DesignScorer, shortlist: list[list[int]], prior: tuple[fl
     looking ahead it can also weigh how well each spread sets up the batch that will follow it."""
     from scipy.special import ndtri
 
+    from capgap.groups import MIN_TEACHERS
+
+    # Only first batches the fit can use: the second batch is planned from the first one's fit, and a batch the fit
+    # cannot use leaves it planned from the prior again (scored alone, four runs piled on one rung can look best:
+    # the second batch then spreads, and the pair keeps to four rungs, which the fit reads as a parabola).
+    shortlist = [b for b in shortlist if scorer.structure(b).fitted.all()] or shortlist
     if len(shortlist) < 2 or LOOKAHEAD_TRUTHS < 1:
         return shortlist[0]
     mean, sd = prior

@@ -297,3 +297,16 @@ def test_a_one_sided_fit_plans_beyond_its_bound_with_the_runs_so_far(capsys) -> 
     from capgap.commands.plan import report
 
     assert "at most" in report(plan) and "one-sided bound" in report(plan)
+
+
+def test_the_cold_start_lookahead_prefers_a_first_batch_that_sets_up_the_second() -> None:
+    import capgap.plan as plan
+    import capgap.plan_scoring as scoring
+
+    model, prior, rows, targets = scoring.prior_model([], [(S, 20 * S)], 0, "total")
+    logs = np.log([m.params for m in LADDER])
+    scorer = scoring.DesignScorer(model, *rows, np.zeros(16, dtype=int), logs, no_df_penalty=1.0,
+                                  cap=scoring.ladder_cap(logs))
+    piled, spread = [15, 15, 15, 15], [0, 5, 10, 15]  # four runs on the largest rung; four across the ladder
+    assert plan._lookahead(scorer, [piled, spread], prior, targets, rows, 4) == spread
+    assert plan._lookahead(scorer, [spread, piled], prior, targets, rows, 4) == spread
