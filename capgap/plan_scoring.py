@@ -3,12 +3,14 @@
 The model is the one-stage model of ``capgap.onestage`` with the curves the fit would use on the design
 (``capgap.laws.curve.curve_options``): a left/right curvature ratio shared by every student while some student
 has few teachers, free per student once every one has ``MIN_TEACHERS_FOR_FREE_ASYMMETRY``; the far shape
-(s, alpha) fitted once a ladder spans a decade; the richest of those the design's runs can pay for
-(``affordable``, as ``capgap.laws.curve.affordable_space`` chooses). The curve columns come from the fit's own
-``_design``, so the planner's curve is the fit's curve by construction, not a copy of it.
+(s, alpha) fitted once a ladder spans a decade with five teachers; symmetric parabolas where nothing richer
+leaves a degree of freedom: the fit's own ``affordable_space`` on a stand-in of the design's groups
+(``affordable``). The curve columns come from the fit's own ``_design``, so the planner's curve is the fit's
+curve by construction, not a copy of it.
 
-At each of M draws of the model (the fit's own interval draws of theta, each group's baseline and curvatures
-profiled at the draw as the fit profiles them), a run of group g at teacher T adds the row
+At each of M draws of the model (the fit's point and residual-bootstrap refits of it on the curves it chose;
+each group's baseline and curvatures profiled at the draw as the fit profiles them, under a shared and under
+free ratios), a run of group g at teacher T adds the row
 x = d(metric)/d(theta, ln ratio, s, alpha, b, c1, c2) / noise: c1 multiplies the left (or, with a shared ratio,
 the whole) curve column and c2 the right one. I = sum x x^T, and Var ln T*(target) = c^T I^-1 c.
 Parameters the design's model does not have are pinned (the far shape) or decouple exactly (a right curvature
@@ -331,7 +333,8 @@ def _search_point(space, theta: np.ndarray, log_ratio: np.ndarray | None, shape:
 
 def fitted_model(runs: Sequence[RunRecord], targets_spec, law: str, metric: str | None, size_measure: str,
                  n_boot: int, seed: int, notes: list[str]):
-    """The model at the fit's own interval draws; raises InputError where the runs cannot be fitted. The fit's
+    """The model at draws of the fit (its point and DRAWS - 1 residual-bootstrap refits, on the curves it chose);
+    raises InputError where the runs cannot be fitted, OneSided where the fit's answer is a bound. The fit's
     own warnings go first in ``notes``: the plan is only as good as the fit it starts from.
 
     Returns (model, intervals before the batch as (estimate, low, high) per target, rows, targets, law name)."""
