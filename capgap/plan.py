@@ -69,8 +69,8 @@ PLAN_BOOTSTRAP = 200  # resamples of the fit whose interval is reported before t
 PLAN_COLUMNS = ["student_params", "teacher_params", "teacher", "tokens", "seed"]
 METHOD = ("linearised (Fisher) expected variance of ln T* under the fit's own curve model (its pooling of the "
           "left/right ratio and its far shape) with the parameters the fit would spend on the design, averaged "
-          f"over {DRAWS} of the fit's interval draws, calibrated to the current fitted interval; greedy batch, "
-          "then exchange from random starts")
+          f"over the fit's point and {DRAWS - 1} bootstrap refits, calibrated to the current fitted interval; greedy "
+          "batch, then exchange from random starts (a one-target cold start looks two batches ahead)")
 EXCHANGE_PASSES = 3
 EXCHANGE_STARTS = 12  # random batches an exchange also starts from
 LOOKAHEAD_TRUTHS = 6  # cold start: quantiles of the prior each first batch is tried against ...
