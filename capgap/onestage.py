@@ -149,7 +149,7 @@ def _nonnegative_fit(groups: RunGroups, left: np.ndarray, right: np.ndarray, y: 
     return fitted, best
 
 
-def _design(u: np.ndarray, curve: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def curve_columns(u: np.ndarray, curve: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The columns the left and right curvatures multiply at offsets ``u`` (B, n) from the optimum."""
     is_left = u < 0.0
     u2 = skewed_square(u, curve[:, 5]) if curve.shape[1] > 5 and np.any(curve[:, 5] != 0.0) else None
@@ -171,7 +171,7 @@ def profile(groups: RunGroups, log_location: np.ndarray, curve: np.ndarray, y: n
     constant in metric units (inf: least squares).
     """
     u = groups.log_teacher[None, :] - groups.per_run(log_location)
-    left, right = _design(u, curve)
+    left, right = curve_columns(u, curve)
     y = np.broadcast_to(y, u.shape)
     weight = np.ones_like(u)
     for step in range(_IRLS_STEPS + 1):
@@ -616,7 +616,7 @@ def group_curves(groups: RunGroups, log_location: np.ndarray, shape: Sequence[fl
     """
     curve = _law_curve(shape, asymmetry, skew)
     coefficients = profile(groups, log_location[None, :], curve, groups.badness, delta).coefficients[0]  # (G, 3)
-    left, right = _design(np.asarray(log_teachers, dtype=float)[None, :] - log_location[:, None], np.repeat(
+    left, right = curve_columns(np.asarray(log_teachers, dtype=float)[None, :] - log_location[:, None], np.repeat(
         curve, log_location.size, axis=0))
     return coefficients[:, :1] + coefficients[:, 1:2] * left + coefficients[:, 2:3] * right
 

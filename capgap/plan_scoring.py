@@ -5,7 +5,7 @@ The model is the one-stage model of ``capgap.onestage`` with the curves the fit 
 has few teachers, free per student once every one has ``MIN_TEACHERS_FOR_FREE_ASYMMETRY``; the far shape
 (s, alpha) fitted once a ladder spans a decade with five teachers; symmetric parabolas where nothing richer
 leaves a degree of freedom: the fit's own ``affordable_space`` on a stand-in of the design's groups
-(``affordable``). The curve columns come from the fit's own ``_design``, so the planner's curve is the fit's
+(``affordable``). The curve columns come from the fit's own ``curve_columns``, so the planner's curve is the fit's
 curve by construction, not a copy of it.
 
 At each of M draws of the model (the fit's point and residual-bootstrap refits of it on the curves it chose;
@@ -108,7 +108,7 @@ class LinearisedModel:
     def rows(self, shared: bool, group: np.ndarray, log_teacher: np.ndarray) -> np.ndarray:
         """Rows d(metric)/d(theta, ln ratio, s, alpha, b, c1, c2) per draw, scaled by 1/noise: (M, n, Q)."""
         # The fit's own curve columns: private in onestage, used here so that the two can never drift apart.
-        from capgap.onestage import _design
+        from capgap.onestage import curve_columns
 
         variant = self.variants[shared]
         m, n, p, g = self.location.shape[0], group.size, self.n_theta, self.n_groups
@@ -117,10 +117,10 @@ class LinearisedModel:
         coefficient = variant.coefficients[:, group, :]  # (M, n, 3)
 
         def mean(u_: np.ndarray, curve_: np.ndarray) -> np.ndarray:
-            left, right = _design(u_, curve_)
+            left, right = curve_columns(u_, curve_)
             return coefficient[..., 1] * left + coefficient[..., 2] * right
 
-        left, right = _design(u, curve)
+        left, right = curve_columns(u, curve)
         slope = (mean(u + _STEP, curve) - mean(u - _STEP, curve)) / (2 * _STEP)
         x = np.zeros((m, n, self.n_lead + 3 * g))
         x[:, :, :p] = -slope[..., None] * self.gradient[:, group, :]
