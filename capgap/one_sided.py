@@ -107,9 +107,10 @@ def edge_bound(groups: RunGroups) -> EdgeBound | None:
         return None
     clear = noise is not None and all(lead > CLEAR_MARGIN * noise * np.sqrt(1 / n_edge + 1 / n_next)
                                       for lead, n_edge, n_next, _, _ in leads)
-    dense = all(max(edge, nxt) / min(edge, nxt) <= DENSE_RUNG for _, _, _, edge, nxt in leads)
-    return EdgeBound(side=sides.pop(), teachers=[edge if clear and dense else nxt for _, _, _, edge, nxt in leads],
-                     at_edge=clear and dense, noise=noise, clear=clear)
+    side = sides.pop()
+    teachers = [edge_rung(sorted((edge, nxt)), side, clear) for _, _, _, edge, nxt in leads]
+    return EdgeBound(side=side, teachers=teachers, noise=noise, clear=clear,
+                     at_edge=all(t == lead[3] for t, lead in zip(teachers, leads)))
 
 
 def _trend(groups: RunGroups, noise: float | None) -> bool:

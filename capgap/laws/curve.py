@@ -149,12 +149,6 @@ class CurveLaw:
         if not np.isfinite(estimate) or estimate <= 0:
             raise InputError(f"the {self.name} law ({self.formula}) gives no positive teacher for a "
                              f"{format_size(student_params)} student; it was fitted on students {self._range_text()}")
-        low = high = None
-        draws = np.empty(0)
-        if any(v.size for v in self._samples.values()):
-            with np.errstate(all="ignore"):
-                draws = np.asarray(self.teacher(self._samples, float(student_params), tokens), dtype=float)
-            draws = draws[np.isfinite(draws) & (draws > 0)]
         beyond = beyond_measured(self.file.optima, float(student_params), tokens, estimate)
         if beyond is not None:
             # Past the teachers measured for students like this one, the law's point is extrapolation: the answer is
@@ -162,8 +156,11 @@ class CurveLaw:
             side, edge = beyond
             return TeacherEstimate(estimate=edge, low=edge if side == "at_least" else None,
                                    high=edge if side == "at_most" else None, level=self.file.level, censored=side)
-        if draws.size:
-            low, high = quantile_interval(draws, self.file.level)
+        low = high = None
+        if any(v.size for v in self._samples.values()):
+            with np.errstate(all="ignore"):
+                draws = np.asarray(self.teacher(self._samples, float(student_params), tokens), dtype=float)
+            low, high = quantile_interval(np.where(draws > 0, draws, np.nan), self.file.level)
             low, high = min(low, estimate), max(high, estimate)  # an interval holds its own estimate
             if not np.isfinite(low) or collapsed(low, high):
                 low = high = None
