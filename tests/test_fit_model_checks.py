@@ -107,3 +107,20 @@ def test_a_law_answer_past_the_measured_teachers_is_a_bound_at_the_ladder_edge()
     assert inside.censored is None and inside.low < 2e9 < inside.high
     # Beyond the students fitted on there is no measured ladder to be past: the law extrapolates in S.
     assert law.optimal_teacher(5e9).censored is None
+
+
+def test_the_answer_at_a_fitted_student_agrees_with_its_listed_optimum():
+    # Planted optima just below the smallest rung (1.15x against 1.25x, less than half a rung): where a group's
+    # optimum reads below its ladder, the law's answer for that student is the same bound, never a two-sided
+    # interval from extrapolation; where it reads inside, it is two-sided.
+    listed_below = 0
+    for seed in range(4):
+        runs = synthetic_runs(ratio=1.15, students=[2e7, 1e8, 5e8], noise=0.005, seed=seed, with_teacher_loss=False)
+        law = fit_law(runs, law="ratio", bootstrap=100, seed=seed)
+        for optimum in law.file.optima:
+            answer = law.optimal_teacher(optimum.student_params, tokens=optimum.tokens)
+            assert answer.censored == optimum.censored, (seed, optimum.student_params)
+            if optimum.censored == "at_most":
+                listed_below += 1
+                assert answer.low is None and answer.high >= optimum.teachers[0]
+    assert listed_below > 0
