@@ -5,8 +5,9 @@ percentile interval from the bootstrap draws of the law. They are a reading
 of the fitted model, never its input. Where the group's own ladder does not
 bracket its optimum, the data are one-sided and so is the optimum: it is
 marked censored ('at_least': beyond the largest teacher measured; 'at_most':
-below the smallest), and only the interval's bound on the measured side is
-given, a one-sided bound at the law's level.
+below the smallest), and only a bound on the measured side is given: the edge
+rung (its neighbour where that is far, as capgap.one_sided reads it) or the
+draws' one-sided bound at the law's level, whichever reaches further.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from capgap.groups import RunGroups
 from capgap.laws.base import StudentOptimum, collapsed
+from capgap.one_sided import edge_rung
 from capgap.sizes import format_size
 
 
@@ -38,10 +40,12 @@ def read_optima(groups: RunGroups, space, point, draws: np.ndarray, level: float
             if column.size:
                 # An interval always holds its own estimate: where the likelihood is skewed, its
                 # percentiles can pass the point fit, and a bound beyond the estimate would read as nonsense.
+                # A censored optimum's bound is the edge rung (or its far neighbour), loosened to the draws'
+                # one-sided bound where that reaches further: an optimum read just past the edge may lie inside.
                 if censored == "at_least":
-                    low = min(float(np.quantile(column, 1.0 - level)), float(estimate[j]))
+                    low = min(float(np.quantile(column, 1.0 - level)), _edge(teachers, censored))
                 elif censored == "at_most":
-                    high = max(float(np.quantile(column, level)), float(estimate[j]))
+                    high = max(float(np.quantile(column, level)), _edge(teachers, censored))
                 else:
                     tail = (1.0 - level) / 2.0
                     low, high = (float(v) for v in np.quantile(column, [tail, 1.0 - tail]))
@@ -53,6 +57,11 @@ def read_optima(groups: RunGroups, space, point, draws: np.ndarray, level: float
             teacher_params=float(estimate[j]), low=low, high=high, censored=censored,
             n_runs=int(np.sum(groups.group == j)), teachers=teachers))
     return optima
+
+
+def _edge(teachers: Sequence[float], side: str) -> float:
+    """The measured teacher that bounds a censored optimum (capgap.one_sided.edge_rung; a lone rung itself)."""
+    return float(teachers[0] if len(teachers) < 2 else edge_rung(teachers, side))
 
 
 def ladder_advice(optima: Sequence[StudentOptimum]) -> list[str]:

@@ -124,3 +124,20 @@ def test_the_answer_at_a_fitted_student_agrees_with_its_listed_optimum():
                 listed_below += 1
                 assert answer.low is None and answer.high >= optimum.teachers[0]
     assert listed_below > 0
+
+
+def test_a_bound_past_the_ladder_is_never_tighter_than_the_laws_own_draws():
+    # The bound past the measured teachers is the edge rung, loosened to the law's one-sided 90% bound where its
+    # draws reach further inside: an optimum read just past the edge may lie inside the ladder.
+    ladder = [int(t) for t in np.geomspace(3e8, 2e10, 12)]
+    runs = synthetic_runs(ratio=2.0, students=[1e8, 3e8, 1e9], teachers=ladder, noise=0.002, seed=4,
+                          with_teacher_loss=False)
+    law = fit_law(runs, law="ratio", bootstrap=200)
+    assert law.optimal_teacher(1e8).high == pytest.approx(ladder[0], rel=1e-3)
+    r = np.array([s["r"] for s in law.file.samples])
+    widen = 1.5 * ladder[0] / (1e8 * np.quantile(r, law.file.level))  # the draws' bound at 1.5x the edge
+    samples = [{**s, "r": s["r"] * widen} for s in law.file.samples]
+    wider = type(law)(law.file.model_copy(update={"samples": samples}))
+    answer = wider.optimal_teacher(1e8)
+    assert answer.censored == "at_most" and answer.low is None
+    assert answer.high == pytest.approx(1.5 * ladder[0], rel=1e-6) and answer.estimate == answer.high

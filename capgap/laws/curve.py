@@ -149,18 +149,26 @@ class CurveLaw:
         if not np.isfinite(estimate) or estimate <= 0:
             raise InputError(f"the {self.name} law ({self.formula}) gives no positive teacher for a "
                              f"{format_size(student_params)} student; it was fitted on students {self._range_text()}")
-        beyond = beyond_measured(self.file.optima, float(student_params), tokens, estimate)
-        if beyond is not None:
-            # Past the teachers measured for students like this one, the law's point is extrapolation: the answer is
-            # the bound the runs give, the ladder's edge, as for the per-student optima and one-sided laws.
-            side, edge = beyond
-            return TeacherEstimate(estimate=edge, low=edge if side == "at_least" else None,
-                                   high=edge if side == "at_most" else None, level=self.file.level, censored=side)
-        low = high = None
+        draws = None
         if any(v.size for v in self._samples.values()):
             with np.errstate(all="ignore"):
                 draws = np.asarray(self.teacher(self._samples, float(student_params), tokens), dtype=float)
-            low, high = quantile_interval(np.where(draws > 0, draws, np.nan), self.file.level)
+            draws = np.where(draws > 0, draws, np.nan)
+        beyond = beyond_measured(self.file.optima, float(student_params), tokens, estimate)
+        if beyond is not None:
+            # Past the teachers measured for students like this one, the law's point is extrapolation: the answer is
+            # the bound the runs give, the ladder's edge, as for the per-student optima and one-sided laws; never
+            # tighter than the law's own one-sided bound, since an optimum read just past the edge may lie inside.
+            side, edge = beyond
+            finite = draws[np.isfinite(draws)] if draws is not None else np.empty(0)
+            if finite.size:
+                sampled = float(np.quantile(finite, self.file.level if side == "at_most" else 1.0 - self.file.level))
+                edge = max(edge, sampled) if side == "at_most" else min(edge, sampled)
+            return TeacherEstimate(estimate=edge, low=edge if side == "at_least" else None,
+                                   high=edge if side == "at_most" else None, level=self.file.level, censored=side)
+        low = high = None
+        if draws is not None:
+            low, high = quantile_interval(draws, self.file.level)
             low, high = min(low, estimate), max(high, estimate)  # an interval holds its own estimate
             if not np.isfinite(low) or collapsed(low, high):
                 low = high = None
