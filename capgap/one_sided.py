@@ -9,6 +9,10 @@ DENSE_RUNG of it, and at the neighbouring rung otherwise: within noise the optim
 the two, and so it may where they are far apart (a curve with one minimum that is best at the
 smallest teacher has its minimum below the second smallest, not necessarily below the smallest);
 the law file says which.
+
+The same reading bounds a two-sided optimum where the rungs are far apart (``far_bracket``): a curve with one
+minimum has it between the outer neighbours of its best measured teachers, and where a neighbour lies more
+than FAR_RUNG away, where in between is the curve model's assumption, not a measurement.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from capgap.sizes import format_size
 
 CLEAR_MARGIN = 2.0  # standard errors by which the edge rung must beat its neighbour to bound at the edge itself
 DENSE_RUNG = 2.05  # ... and the largest factor between the edge and its neighbour (a doubling ladder, or finer)
+FAR_RUNG = 3.0  # a two-sided interval reaches a best teacher's neighbour this far away (capgap.one_sided.far_bracket):
+# past the steps of common ladders (doubling, or the 2.08x of 120M -> 250M), short of skipped rungs (4x and more)
 
 
 def edge_rung(teachers, side: Censoring, clear: bool = True) -> float:
@@ -53,6 +59,24 @@ def _means(groups: RunGroups, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     values = groups.badness[members]
     counts = np.bincount(inverse, minlength=logs.size)
     return logs, np.bincount(inverse, weights=values, minlength=logs.size) / counts, counts
+
+
+def far_bracket(groups: RunGroups, j: int, noise: float | None) -> tuple[float | None, float | None]:
+    """The measured teachers that bound group j's optimum from below and above where they lie far from its best
+    ones: (lower, upper), each None where that side's neighbour lies within FAR_RUNG, or where the best
+    teachers reach the ladder's edge (censoring answers that side). The best teachers are those within
+    CLEAR_MARGIN standard errors of the best mean (the best alone where the noise cannot be measured)."""
+    logs, means, counts = _means(groups, j)
+    best = int(np.argmin(means))
+    if noise:
+        tied = np.flatnonzero(means - means[best] <= CLEAR_MARGIN * noise * np.sqrt(1 / counts + 1 / counts[best]))
+    else:
+        tied = np.array([best])
+    first, last = int(tied.min()), int(tied.max())
+    far = np.log(FAR_RUNG)
+    lower = float(np.exp(logs[first - 1])) if first > 0 and logs[first] - logs[first - 1] > far else None
+    upper = float(np.exp(logs[last + 1])) if last < logs.size - 1 and logs[last + 1] - logs[last] > far else None
+    return lower, upper
 
 
 def pure_error(groups: RunGroups) -> tuple[float, int]:

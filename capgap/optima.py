@@ -7,7 +7,9 @@ bracket its optimum, the data are one-sided and so is the optimum: it is
 marked censored ('at_least': beyond the largest teacher measured; 'at_most':
 below the smallest), and only a bound on the measured side is given: the edge
 rung (its neighbour where that is far, as capgap.one_sided reads it) or the
-draws' one-sided bound at the law's level, whichever reaches further.
+draws' one-sided bound at the law's level, whichever reaches further. A
+two-sided interval reaches the measured teachers beside the best ones where
+they lie far from them (capgap.one_sided.far_bracket).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 
 from capgap.groups import RunGroups
 from capgap.laws.base import StudentOptimum, collapsed
-from capgap.one_sided import edge_rung
+from capgap.one_sided import FAR_RUNG, edge_rung, far_bracket, noise_scale
 from capgap.sizes import format_size
 
 
@@ -27,9 +29,11 @@ def read_optima(groups: RunGroups, space, point, draws: np.ndarray, level: float
     estimate = np.exp(space.log_location(point.theta[None, :])[0])
     sampled = np.exp(space.log_location(space.split(draws)[0])) if draws.size else None
     optima = []
+    noise = noise_scale(groups)
     for j, key in enumerate(groups.keys):
         teachers = groups.teachers[j]
         low = high = None
+        far_low = far_high = None
         censored = None
         if estimate[j] > teachers[-1]:
             censored = "at_least"
@@ -52,11 +56,30 @@ def read_optima(groups: RunGroups, space, point, draws: np.ndarray, level: float
                     low, high = min(low, float(estimate[j])), max(high, float(estimate[j]))
                     if collapsed(low, high):
                         low = high = None
+                    else:  # between far-apart rungs the curve model only assumes where the optimum is
+                        far_low, far_high = far_bracket(groups, j, noise)
+                        low = low if far_low is None else min(low, far_low)
+                        high = high if far_high is None else max(high, far_high)
         optima.append(StudentOptimum(
             family=key.family, student_init=key.student_init, student_params=key.student_params, tokens=key.tokens,
             teacher_params=float(estimate[j]), low=low, high=high, censored=censored,
-            n_runs=int(np.sum(groups.group == j)), teachers=teachers))
+            n_runs=int(np.sum(groups.group == j)), teachers=teachers, far_low=far_low, far_high=far_high))
     return optima
+
+
+def far_rung_warning(optima: Sequence[StudentOptimum]) -> str | None:
+    """The sentence for intervals widened to the measured teachers far beside the best ones (None: none was)."""
+    widened = [o for o in optima if (o.far_low is not None and o.low == o.far_low)
+               or (o.far_high is not None and o.high == o.far_high)]
+    if not widened:
+        return None
+    def reach(o: StudentOptimum) -> str:
+        return f"{format_size(o.student_params)}: {format_size(o.low)} to {format_size(o.high)}"
+
+    return (f"the measured teachers lie far apart (more than {FAR_RUNG:g}x) beside the best ones of "
+            f"{len(widened)} of {len(optima)} student(s), and between them where the optimum lies is the curve "
+            f"model's assumption, not a measurement: their intervals reach those teachers "
+            f"({'; '.join(reach(o) for o in widened)}); measure teachers between them")
 
 
 def _edge(teachers: Sequence[float], side: str) -> float:

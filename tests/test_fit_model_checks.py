@@ -141,3 +141,24 @@ def test_a_bound_past_the_ladder_is_never_tighter_than_the_laws_own_draws():
     answer = wider.optimal_teacher(1e8)
     assert answer.censored == "at_most" and answer.low is None
     assert answer.high == pytest.approx(1.5 * ladder[0], rel=1e-6) and answer.estimate == answer.high
+
+
+def test_an_interval_reaches_the_measured_teachers_far_beside_the_best_ones():
+    # Three teachers per student from the published law, 2x, 16x and 32x: 16x is best, the optimum (about 10x)
+    # lies in the 8-fold gap below it, where the curve model only assumes the shape. Its own interval stops
+    # above the truth; the answer's reaches the measured 2x, and the warning says why.
+    students = [1.5e8, 3e8, 6e8, 1e9]
+    runs = dsl_ladder_runs(students, multiples=[2.0, 16.0, 32.0], tokens_per_param=(320.0,), noise=0.002,
+                           teacher_noise=0.002, repeats=2, seed=200_002)
+    law = fit_law(runs, law="power", bootstrap=200, seed=2, size_measure="nonembed")
+    truth = dsl_true_optimum(3e8, 320 * 3e8)
+    listed = next(o for o in law.file.optima if o.student_params == 300_000_000)
+    assert listed.far_low == pytest.approx(6e8, rel=0.01) and listed.low == listed.far_low
+    assert listed.far_high is None  # 32x lies within a doubling of 16x: the model's interval stands there
+    answer = law.optimal_teacher(3e8, tokens=320 * 3e8)
+    assert answer.low == pytest.approx(listed.low, rel=1e-6) and answer.high == pytest.approx(listed.high, rel=1e-6)
+    assert answer.low < truth < answer.high
+    assert any("far apart" in w and "curve model's assumption" in w for w in law.file.diagnostics.warnings)
+    # Between fitted students the widening is interpolated, so a nearby student's interval reaches as far.
+    between = law.optimal_teacher(4e8, tokens=320 * 4e8)
+    assert between.low < 4e8 * 2.5

@@ -70,6 +70,10 @@ class StudentOptimum(_Interval):
     censored: Censoring | None = None
     n_runs: int = 0
     teachers: list[int] = Field(default_factory=list)  # teacher sizes measured
+    # Measured teachers far from the best ones (capgap.one_sided.far_bracket) that the interval reaches: between
+    # them where the optimum lies is the curve model's assumption. None: no such widening on that side.
+    far_low: float | None = None
+    far_high: float | None = None
 
 
 class LawRegime(BaseModel):

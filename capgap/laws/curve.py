@@ -149,11 +149,7 @@ class CurveLaw:
         if not np.isfinite(estimate) or estimate <= 0:
             raise InputError(f"the {self.name} law ({self.formula}) gives no positive teacher for a "
                              f"{format_size(student_params)} student; it was fitted on students {self._range_text()}")
-        draws = None
-        if any(v.size for v in self._samples.values()):
-            with np.errstate(all="ignore"):
-                draws = np.asarray(self.teacher(self._samples, float(student_params), tokens), dtype=float)
-            draws = np.where(draws > 0, draws, np.nan)
+        draws = self._draws_at(float(student_params), tokens)
         beyond = beyond_measured(self.file.optima, float(student_params), tokens, estimate)
         if beyond is not None:
             # Past the teachers measured for students like this one, the law's point is extrapolation: the answer is
@@ -172,7 +168,35 @@ class CurveLaw:
             low, high = min(low, estimate), max(high, estimate)  # an interval holds its own estimate
             if not np.isfinite(low) or collapsed(low, high):
                 low = high = None
+            else:
+                low, high = self._reach_far_rungs(float(student_params), tokens, low, high)
         return TeacherEstimate(estimate=estimate, low=low, high=high, level=self.file.level)
+
+    def _draws_at(self, student: float, tokens: float | None) -> np.ndarray | None:
+        """T* of each interval draw at a student (NaN where a draw gives no positive teacher); None: no draws."""
+        if not any(v.size for v in self._samples.values()):
+            return None
+        with np.errstate(all="ignore"):
+            draws = np.asarray(self.teacher(self._samples, student, tokens), dtype=float)
+        return np.where(draws > 0, draws, np.nan)
+
+    def _reach_far_rungs(self, student: float, tokens: float | None, low: float, high: float) -> tuple[float, float]:
+        """The interval widened as the fitted students' intervals are to the measured teachers far beside their
+        best ones (StudentOptimum.far_low/far_high): by each one's widening factor, interpolated in ln S
+        (held at the nearest beyond the fitted range). At a fitted student this is its listed interval."""
+        rows = [o for o in ladders_like(self.file.optima, student, tokens) if o.low is not None and o.high is not None]
+        if not any(o.far_low or o.far_high for o in rows):
+            return low, high
+        widen_low, widen_high = [], []
+        for o in rows:
+            own_low, own_high = quantile_interval(self._draws_at(float(o.student_params), o.tokens), self.file.level)
+            own_low, own_high = min(own_low, o.teacher_params), max(own_high, o.teacher_params)
+            widen_low.append(max(0.0, np.log(own_low / o.far_low)) if o.far_low else 0.0)
+            widen_high.append(max(0.0, np.log(o.far_high / own_high)) if o.far_high else 0.0)
+        at, log_s = np.log(student), np.log([o.student_params for o in rows])
+        widen_low, widen_high = np.nan_to_num(widen_low), np.nan_to_num(widen_high)  # no own interval: no widening
+        return (low * float(np.exp(-np.interp(at, log_s, widen_low))),
+                high * float(np.exp(np.interp(at, log_s, widen_high))))
 
     def predict_metric(self, student_params: float, teacher_params: float, tokens: float | None = None) -> float | None:
         return None  # the group baselines of a new student are unknown: these laws locate the optimum only
@@ -200,6 +224,16 @@ class CurveLaw:
                            skew=skew, ratio=ratio)
 
 
+def ladders_like(optima, student: float, tokens: float | None) -> list:
+    """The fitted groups (StudentOptimum rows with a ladder) whose tokens per parameter are nearest the student's
+    (all of them where tokens are unknown), by student size."""
+    rows = [o for o in optima if len(o.teachers) >= 2]
+    if rows and tokens and all(o.tokens for o in rows):
+        distance = np.array([abs(np.log(o.tokens / o.student_params) - np.log(tokens / student)) for o in rows])
+        rows = [o for o, d in zip(rows, distance) if d <= distance.min() + 0.1]
+    return sorted(rows, key=lambda o: o.student_params)
+
+
 def beyond_measured(optima, student: float, tokens: float | None, estimate: float) -> tuple[str, float] | None:
     """Whether a law's optimal teacher for ``student`` lies past the teachers measured for students like it, and
     if so which way ("at_most": below the smallest, "at_least": above the largest) and the edge (in teacher
@@ -213,13 +247,9 @@ def beyond_measured(optima, student: float, tokens: float | None, estimate: floa
     optimum were two-sided intervals there, some leaving the truth out. The bound is the edge rung, or its
     neighbour where that lies more than DENSE_RUNG away (capgap.one_sided).
     """
-    rows = [o for o in optima if len(o.teachers) >= 2]
+    rows = ladders_like(optima, student, tokens)
     if not rows:
         return None
-    if tokens and all(o.tokens for o in rows):
-        distance = np.array([abs(np.log(o.tokens / o.student_params) - np.log(tokens / student)) for o in rows])
-        rows = [o for o, d in zip(rows, distance) if d <= distance.min() + 0.1]
-    rows = sorted(rows, key=lambda o: o.student_params)
     log_s = np.log([o.student_params for o in rows])
     low = np.array([np.log(o.teachers[0] / o.student_params) for o in rows])
     high = np.array([np.log(o.teachers[-1] / o.student_params) for o in rows])
@@ -323,7 +353,7 @@ def start_shape(start: dict[str, float], n_shape: int) -> list[float]:
 def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> CurveLaw:
     """The one-stage fit of ``cls`` to grouped runs: point, interval draws, optima, diagnostics."""
     from capgap.onestage import degrees_of_freedom, fit_point
-    from capgap.optima import ladder_advice, read_optima
+    from capgap.optima import far_rung_warning, ladder_advice, read_optima
 
     bound = edge_bound(groups)
     if bound is not None:
@@ -388,6 +418,7 @@ def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> C
                          "turn is extrapolation, not a fit")
     misfits = [w for w in (m.warning(inflation) for m in (misfit, located) if m is not None) if w]
     misfits += [disagreement] if disagreement else []
+    misfits += [w for w in [far_rung_warning(optima)] if w]
     warnings = [*misfits, *simplified,
                 *_self_check(cls, groups, point, drawn, intervals, optima, df, options)]
     students = [k.student_params for k in groups.keys]
