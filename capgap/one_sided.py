@@ -61,11 +61,13 @@ def _means(groups: RunGroups, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return logs, np.bincount(inverse, weights=values, minlength=logs.size) / counts, counts
 
 
-def far_bracket(groups: RunGroups, j: int, noise: float | None) -> tuple[float | None, float | None]:
-    """The measured teachers that bound group j's optimum from below and above where they lie far from its best
-    ones: (lower, upper), each None where that side's neighbour lies within FAR_RUNG, or where the best
-    teachers reach the ladder's edge (censoring answers that side). The best teachers are those within
-    CLEAR_MARGIN standard errors of the best mean (the best alone where the noise cannot be measured)."""
+def far_bracket(groups: RunGroups, j: int, noise: float | None,
+                farther_than: float = FAR_RUNG) -> tuple[float | None, float | None]:
+    """The measured teachers that bound group j's optimum from below and above where they lie more than
+    ``farther_than`` from its best ones (1: wherever they lie): (lower, upper), each None where that side's
+    neighbour lies nearer, or where the best teachers reach the ladder's edge (censoring answers that side).
+    The best teachers are those within CLEAR_MARGIN standard errors of the best mean (the best alone where the
+    noise cannot be measured)."""
     logs, means, counts = _means(groups, j)
     best = int(np.argmin(means))
     if noise:
@@ -73,7 +75,7 @@ def far_bracket(groups: RunGroups, j: int, noise: float | None) -> tuple[float |
     else:
         tied = np.array([best])
     first, last = int(tied.min()), int(tied.max())
-    far = np.log(FAR_RUNG)
+    far = np.log(farther_than)
     lower = float(np.exp(logs[first - 1])) if first > 0 and logs[first] - logs[first - 1] > far else None
     upper = float(np.exp(logs[last + 1])) if last < logs.size - 1 and logs[last + 1] - logs[last] > far else None
     return lower, upper

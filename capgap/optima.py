@@ -9,7 +9,8 @@ below the smallest), and only a bound on the measured side is given: the edge
 rung (its neighbour where that is far, as capgap.one_sided reads it) or the
 draws' one-sided bound at the law's level, whichever reaches further. A
 two-sided interval reaches the measured teachers beside the best ones where
-they lie far from them (capgap.one_sided.far_bracket).
+they lie far from them (capgap.one_sided.far_bracket), and an exact fit's
+optimum, which has no draws, is bracketed by them wherever they lie.
 """
 
 from __future__ import annotations
@@ -60,6 +61,14 @@ def read_optima(groups: RunGroups, space, point, draws: np.ndarray, level: float
                         far_low, far_high = far_bracket(groups, j, noise)
                         low = low if far_low is None else min(low, far_low)
                         high = high if far_high is None else max(high, far_high)
+        if point.df == 0 and censored is None:
+            # An exact fit has no interval; what the runs still say is that a curve with one minimum has it
+            # between the measured teachers either side of the best ones.
+            low, high = far_bracket(groups, j, noise, farther_than=1.0)
+            if low is None or high is None:
+                low = high = None
+            else:
+                low, high = min(low, float(estimate[j])), max(high, float(estimate[j]))
         optima.append(StudentOptimum(
             family=key.family, student_init=key.student_init, student_params=key.student_params, tokens=key.tokens,
             teacher_params=float(estimate[j]), low=low, high=high, censored=censored,

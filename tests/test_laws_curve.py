@@ -123,7 +123,7 @@ def test_largest_teacher_best_everywhere_gives_a_one_sided_bound_with_the_way_to
     assert all(o.censored == "at_least" and o.high is None for o in law.file.optima)
 
 
-def test_three_runs_of_one_student_are_refused_and_four_are_fitted_as_symmetric():
+def test_three_runs_of_one_student_are_bracketed_and_four_are_fitted_as_symmetric():
     # The case: three runs gave r = 4.16 [4.16, 4.16].
     # Three runs whose best is the smallest teacher: a one-sided answer that holds the truth (2.5x); the noise
     # cannot be measured, so the bound is taken at the second rung, not at the smallest.
@@ -132,8 +132,16 @@ def test_three_runs_of_one_student_are_refused_and_four_are_fitted_as_symmetric(
     assert bound.file.bound == "at_most" and bound.file.coefficients["r"] == pytest.approx(5.0, rel=1e-3)
     assert "not by more than 2 standard errors" in bound.file.diagnostics.warnings[0]
     interior = runs_for(ratio=2.5, students=[1e8], multiples=(1.5, 2.5, 4.0), noise=0.0005, seed=3)
-    with pytest.raises(InputError, match="3 runs in 1 group.*cannot determine"):
-        fit_law(interior, law="ratio")
+    # Three runs whose best is the middle one: an exact symmetric fit, whose interval is only what the runs say
+    # by themselves, the measured teachers either side of the best (never a zero-width one), said in a warning.
+    exact = fit_law(interior, law="ratio", bootstrap=200)
+    answer = exact.optimal_teacher(1e8)
+    assert exact.file.diagnostics.df == 0 and 1.5e8 < answer.estimate < 4.0e8
+    assert answer.low == pytest.approx(1.5e8, rel=1e-3) and answer.high == pytest.approx(4.0e8, rel=1e-3)
+    assert any("interval only the measured teachers either side of the best" in w
+               for w in exact.file.diagnostics.warnings)
+    between = exact.optimal_teacher(2e8)  # one student: the same multiples
+    assert between.low == pytest.approx(3.0e8, rel=1e-3) and between.high == pytest.approx(8.0e8, rel=1e-3)
     # Four runs cannot pay for an asymmetric curve, but a symmetric one leaves a degree of freedom: an answer
     # with an interval, the assumption said first, rather than an exact fit with none.
     four = runs_for(ratio=2.5, students=[1e8], multiples=(1.5, 2.2, 3.3, 5.0), noise=0.002)

@@ -163,7 +163,9 @@ class CurveLaw:
             return TeacherEstimate(estimate=edge, low=edge if side == "at_least" else None,
                                    high=edge if side == "at_most" else None, level=self.file.level, censored=side)
         low = high = None
-        if draws is not None:
+        if draws is None:
+            low, high = self._listed_interval(float(student_params), tokens, estimate)
+        else:
             low, high = quantile_interval(draws, self.file.level)
             low, high = min(low, estimate), max(high, estimate)  # an interval holds its own estimate
             if not np.isfinite(low) or collapsed(low, high):
@@ -171,6 +173,19 @@ class CurveLaw:
             else:
                 low, high = self._reach_far_rungs(float(student_params), tokens, low, high)
         return TeacherEstimate(estimate=estimate, low=low, high=high, level=self.file.level)
+
+    def _listed_interval(self, student: float, tokens: float | None,
+                         estimate: float) -> tuple[float | None, float | None]:
+        """Without draws (an exact fit), the listed optima's intervals (the measured teachers either side of
+        the best ones), as multiples of the student interpolated in ln S; (None, None) unless every fitted
+        student like this one has one."""
+        rows = ladders_like(self.file.optima, student, tokens)
+        if not rows or any(o.low is None or o.high is None for o in rows):
+            return None, None
+        at, log_s = np.log(student), np.log([o.student_params for o in rows])
+        low = student * float(np.exp(np.interp(at, log_s, [np.log(o.low / o.student_params) for o in rows])))
+        high = student * float(np.exp(np.interp(at, log_s, [np.log(o.high / o.student_params) for o in rows])))
+        return min(low, estimate), max(high, estimate)
 
     def _draws_at(self, student: float, tokens: float | None) -> np.ndarray | None:
         """T* of each interval draw at a student (NaN where a draw gives no positive teacher); None: no draws."""
@@ -288,7 +303,8 @@ def curve_options(groups: RunGroups, asymmetry: str = "ratio") -> list[tuple[int
     from the optimum), else none. The left/right curvature ratio is free per group only where every group
     has MIN_TEACHERS_FOR_FREE_ASYMMETRY teachers: with fewer, a lone rung on one side would fit its own
     curvature exactly and say nothing about where the optimum is, so one ratio is shared by all groups. Last
-    comes SYMMETRIC, taken only where nothing richer leaves a degree of freedom (one student, four teachers)."""
+    comes SYMMETRIC, taken only where nothing richer leaves a degree of freedom (one student, four teachers), or
+    nothing richer can be fitted at all (one student, three teachers: an exact fit)."""
     shapes = [SHAPE_PARAMETERS, 2, 0] if sees_far_shape(groups) and SHAPE_PARAMETERS else [0]
     shapes = list(dict.fromkeys(n for n in shapes if n <= SHAPE_PARAMETERS))
     skew = asymmetry == "both"
@@ -310,10 +326,9 @@ def affordable_space(cls: type[CurveLaw], groups: RunGroups, centre: Centre, asy
     options = curve_options(groups, asymmetry)
     spaces = [cls.search_space(groups, centre, *option) for option in options]
     dfs = [degrees_of_freedom(groups, space) for space in spaces]
-    # The symmetric last resort is taken only where it leaves a degree of freedom: an exact parabola through three
-    # runs is no evidence of where the optimum is.
-    chosen = next((i for i, df in enumerate(dfs) if df >= 1),
-                  next((i for i, df in enumerate(dfs[:-1]) if df >= 0), None))
+    # The richest model that leaves a degree of freedom, else the richest exact fit: its point is the curve
+    # through the runs, and its interval the measured teachers either side of the best (capgap.optima).
+    chosen = next((i for i, df in enumerate(dfs) if df >= 1), next((i for i, df in enumerate(dfs) if df >= 0), None))
     if chosen is None:
         simplest = spaces[-2]
         raise InputError(f"{groups.n_runs} runs in {len(groups.keys)} group(s) cannot determine the "
@@ -633,7 +648,12 @@ def _self_check(cls: type[CurveLaw], groups: RunGroups, point, boot, intervals: 
                 options: FitOptions) -> list[str]:
     """The fit's checks of itself, each a sentence for the law file, `fit` and `recommend`."""
     warnings: list[str] = []
-    if df == 0:
+    if df == 0 and optima and all(o.low is not None and o.high is not None for o in optima):
+        warnings.append(f"{groups.n_runs} runs leave no degrees of freedom beyond the model's parameters: the "
+                        "point estimate is an exact fit, and its interval only the measured teachers either side of "
+                        "the best ones, where a curve with one minimum has it (no noise can be measured, so a tie "
+                        "within noise would move them); measure more teachers per student, or repeat seeds")
+    elif df == 0:
         warnings.append(f"{groups.n_runs} runs leave no degrees of freedom beyond the model's parameters: "
                         "there is no interval, and the point estimate is an exact fit")
     elif options.bootstrap > 0 and any(v is None for v in intervals.values()):
