@@ -182,9 +182,8 @@ class CurveLaw:
         rows = ladders_like(self.file.optima, student, tokens)
         if not rows or any(o.low is None or o.high is None for o in rows):
             return None, None
-        at, log_s = np.log(student), np.log([o.student_params for o in rows])
-        low = student * float(np.exp(np.interp(at, log_s, [np.log(o.low / o.student_params) for o in rows])))
-        high = student * float(np.exp(np.interp(at, log_s, [np.log(o.high / o.student_params) for o in rows])))
+        low = student * np.exp(at_student(rows, student, [np.log(o.low / o.student_params) for o in rows]))
+        high = student * np.exp(at_student(rows, student, [np.log(o.high / o.student_params) for o in rows]))
         return min(low, estimate), max(high, estimate)
 
     def _draws_at(self, student: float, tokens: float | None) -> np.ndarray | None:
@@ -208,10 +207,8 @@ class CurveLaw:
             own_low, own_high = min(own_low, o.teacher_params), max(own_high, o.teacher_params)
             widen_low.append(max(0.0, np.log(own_low / o.far_low)) if o.far_low else 0.0)
             widen_high.append(max(0.0, np.log(o.far_high / own_high)) if o.far_high else 0.0)
-        at, log_s = np.log(student), np.log([o.student_params for o in rows])
         widen_low, widen_high = np.nan_to_num(widen_low), np.nan_to_num(widen_high)  # no own interval: no widening
-        return (low * float(np.exp(-np.interp(at, log_s, widen_low))),
-                high * float(np.exp(np.interp(at, log_s, widen_high))))
+        return (low * np.exp(-at_student(rows, student, widen_low)), high * np.exp(at_student(rows, student, widen_high)))
 
     def predict_metric(self, student_params: float, teacher_params: float, tokens: float | None = None) -> float | None:
         return None  # the group baselines of a new student are unknown: these laws locate the optimum only
@@ -237,6 +234,12 @@ class CurveLaw:
                            bounds=cls.bounds(), grid=cls.grid(groups, centre), n_shape=n_shape, shift=cls.shift,
                            shared_asymmetry=SHARED_ASYMMETRY if shared_asymmetry is None else shared_asymmetry,
                            skew=skew, ratio=ratio)
+
+
+def at_student(rows, student: float, values) -> float:
+    """``values`` given per row (StudentOptimum, by student size) read at ``student``: linear in ln S between the
+    fitted students, held at the nearest beyond them."""
+    return float(np.interp(np.log(student), np.log([o.student_params for o in rows]), values))
 
 
 def ladders_like(optima, student: float, tokens: float | None) -> list:
@@ -271,12 +274,12 @@ def beyond_measured(optima, student: float, tokens: float | None, estimate: floa
     at = np.log(student)
     if not log_s[0] - 0.01 <= at <= log_s[-1] + 0.01:
         return None  # beyond the students fitted on the law extrapolates in S, which is what a law is for
-    low_at, high_at = float(np.interp(at, log_s, low)), float(np.interp(at, log_s, high))
+    low_at, high_at = at_student(rows, student, low), at_student(rows, student, high)
     ratio = np.log(estimate / student)
     for side, beyond in (("at_most", ratio < low_at), ("at_least", ratio > high_at)):
         if beyond:  # the bound: each ladder's edge, or its neighbour where that is far (capgap.one_sided)
             bounds = [np.log(edge_rung(o.teachers, side) / o.student_params) for o in rows]
-            return side, float(student * np.exp(np.interp(at, log_s, bounds)))
+            return side, float(student * np.exp(at_student(rows, student, bounds)))
     return None
 
 
