@@ -42,6 +42,7 @@ LogLocation = Callable[[np.ndarray], np.ndarray]  # search point (B, P) -> ln T*
 
 SHAPE_LIMIT = 2.0  # w <= 2, s = w² <= 4: curves bend away from the parabola no closer than half a log unit
 ASYMMETRY_BOUNDS = (np.log(0.1), np.log(10.0))  # ln(left/right curvature)
+FREE_RATIO_LIMIT = float(np.exp(ASYMMETRY_BOUNDS[1]))  # a free per-group ratio keeps within the shared one's bounds
 SKEW_BOUNDS = (-3.0, 3.0)  # the curves' skew kappa (``skewed_square``): 0 symmetric, < 0 steeper toward small teachers
 ALPHA_BOUNDS = (-30.0, 4.0)  # from exp-like plateaus (alpha -> -inf) through the parabola (2) to quartic growth (4) ...
 RIGHT_ALPHA_BOUNDS = (-30.0, 2.0)  # ... but right of the optimum (larger teachers) a curve may only flatten
@@ -112,20 +113,46 @@ def shape_curve(u: np.ndarray, w: np.ndarray, alpha: np.ndarray, u2: np.ndarray 
 
 def _nonnegative_fit(groups: RunGroups, left: np.ndarray, right: np.ndarray, y: np.ndarray,
                      weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per group, weighted least squares of y on [1, left, right] with both slopes >= 0.
+    """Per group, weighted least squares of y on [1, left, right] with both slopes >= 0 and, where the group has
+    runs on both sides of the optimum, their ratio within FREE_RATIO_LIMIT either way.
+
+    Without the ratio limit, an optimum put just beside a lone rung fits that rung exactly with a curvature of its
+    own (a huge one, times a tiny h(u)), and the location is pinned next to it: on the published law's curves at
+    320 tokens/param the 1B student's optimum was read at the edge rung 4x, its best measured teacher being 8x.
+    The bound is the shared ratio's own (ASYMMETRY_BOUNDS).
 
     ``left`` and ``right`` never overlap (a run is on one side of the optimum), so the
-    normal equations decouple: b first, then each slope. The four active sets are solved
-    in closed form and the best feasible one kept, which is the constrained optimum.
+    normal equations decouple: b first, then each slope. The candidate faces (both slopes free, one side's only
+    where the other has no runs, the ratio at either limit, none) are solved in closed form and the best feasible
+    one kept, which is the constrained optimum (a convex problem).
     Returns (fitted (B, n), coefficients (B, G, 3)).
     """
+    limit = FREE_RATIO_LIMIT
     wy, wl, wr = weight * y, weight * left, weight * right
     sums = groups.group_sum(np.stack([weight, wy, wl, wl * left, wl * y, wr, wr * right, wr * y, wy * y]))
     w_sum, y_sum, l1, l2, ly, r1, r2, ry, yy = sums
     ok_l, ok_r = l2 > _TINY, r2 > _TINY
-    l2s, r2s = np.where(ok_l, l2, 1.0), np.where(ok_r, r2, 1.0)
+    both = ok_l & ok_r
     best_rss = np.full(w_sum.shape, np.inf)
     best = np.zeros(w_sum.shape + (3,))
+
+    def keep(b: np.ndarray, a_l: np.ndarray, a_r: np.ndarray, rss: np.ndarray, feasible: np.ndarray) -> None:
+        nonlocal best_rss, best
+        better = feasible & (rss < best_rss - 1e-15 * np.abs(yy))
+        best_rss = np.where(better, rss, best_rss)
+        best = np.where(better[..., None], np.stack([b, a_l, a_r], axis=-1), best)
+
+    def one_column(c1: np.ndarray, c2: np.ndarray, cy: np.ndarray, use: np.ndarray):
+        """b and the slope of a single column (its sums c1, c2, cy); slope 0 where ``use`` is False."""
+        ok = use & (c2 > _TINY)
+        c2s = np.where(ok, c2, 1.0)
+        den = w_sum - np.where(ok, c1 * c1 / c2s, 0.0)
+        valid = den > 1e-9 * w_sum
+        b = (y_sum - np.where(ok, c1 * cy / c2s, 0.0)) / np.where(valid, den, 1.0)
+        slope = np.where(ok, (cy - b * c1) / c2s, 0.0)
+        return b, slope, yy - b * y_sum - slope * cy, valid & (slope >= 0.0)
+
+    l2s, r2s = np.where(ok_l, l2, 1.0), np.where(ok_r, r2, 1.0)
     for use_l, use_r in ((False, False), (True, False), (False, True), (True, True)):
         tl = ok_l & use_l
         tr = ok_r & use_r
@@ -136,9 +163,14 @@ def _nonnegative_fit(groups: RunGroups, left: np.ndarray, right: np.ndarray, y: 
         a_l = np.where(tl, (ly - b * l1) / l2s, 0.0)
         a_r = np.where(tr, (ry - b * r1) / r2s, 0.0)
         rss = yy - b * y_sum - a_l * ly - a_r * ry
-        feasible = valid & (a_l >= 0.0) & (a_r >= 0.0) & (rss < best_rss - 1e-15 * np.abs(yy))
-        best_rss = np.where(feasible, rss, best_rss)
-        best = np.where(feasible[..., None], np.stack([b, a_l, a_r], axis=-1), best)
+        # With runs on both sides, one side's curvature alone breaks the ratio limit (0 against a positive one).
+        within = ~both | ((a_l <= limit * a_r) & (a_r <= limit * a_l)) | ((a_l == 0.0) & (a_r == 0.0))
+        keep(b, a_l, a_r, rss, valid & (a_l >= 0.0) & (a_r >= 0.0) & within)
+    # The ratio at its limits: one column, limit * left + right (or left + limit * right), one slope.
+    for on_left, on_right in ((limit, 1.0), (1.0, limit)):
+        b, slope, rss, feasible = one_column(on_left * l1 + on_right * r1, on_left**2 * l2 + on_right**2 * r2,
+                                             on_left * ly + on_right * ry, both)
+        keep(b, on_left * slope, on_right * slope, rss, feasible & both)
     per_run = groups.per_run(best)
     fitted = per_run[..., 0] + per_run[..., 1] * left + per_run[..., 2] * right
     return fitted, best

@@ -90,3 +90,38 @@ def test_a_best_edge_far_from_its_neighbour_bounds_at_the_neighbour():
     assert law.file.bound == "at_least" and law.file.coefficients["r"] == pytest.approx(1.6, rel=1e-2)
     assert "more than 2.05x away" in law.file.diagnostics.warnings[0]
     assert law.optimal_teacher(2e8).low <= 6.0 * 2e8
+
+
+def test_a_free_curvature_ratio_cannot_fit_a_lone_rung_beside_the_optimum_exactly():
+    # One student, its optimum put just right of its smallest teacher: that rung alone is left of the optimum.
+    # With each side's curvature unbounded it was fitted exactly (a huge curvature times a tiny h(u)), so an
+    # optimum next to a lone rung cost nothing; the ratio of the two curvatures now stays within the shared
+    # ratio's bounds (1/10 to 10).
+    from capgap.laws.ratio import RatioLaw
+    from capgap.onestage import FREE_RATIO_LIMIT, SearchSpace
+
+    runs = synthetic_runs(ratio=8.0, students=[1e8], multiples=(4.0, 8.0, 16.0, 32.0, 64.0, 128.0), noise=0.0,
+                          asymmetry=1.0, seed=1, with_teacher_loss=False)
+    groups = group_runs(runs, "eval_loss", "lower", "total")
+    space = RatioLaw.search_space(groups, Centre.of(groups), 0, False, False, True)
+    assert isinstance(space, SearchSpace) and not space.shared_asymmetry
+    beside_the_edge = np.log(4.04 * 1e8) - Centre.of(groups).log_student  # ln r, just right of the 4x rung
+    pinned = space.evaluate(groups, np.array([[beside_the_edge]]), groups.badness, np.inf)
+    _, left, right = pinned.coefficients[0, 0]
+    assert right > 0 and left <= FREE_RATIO_LIMIT * right * (1 + 1e-9)
+    truth = space.evaluate(groups, np.array([[np.log(8.0 * 1e8) - Centre.of(groups).log_student]]), groups.badness,
+                           np.inf)
+    assert truth.objective[0] < 1e-3 * pinned.objective[0]  # the lone rung is no longer absorbed
+
+
+def test_the_published_law_at_320_tokens_per_param_is_not_pinned_to_the_edge_rung():
+    # Students 150M-1B on teachers at 4x-256x, the law's optima at 15x-8.5x: the 1B student's best measured
+    # teacher is 8x, yet with free per-student curvature ratios its optimum was read at 4.0x, the edge rung
+    # (its lone rung left of the optimum fitted exactly), and the interval reached no further than 9x.
+    students = (1.5e8, 3e8, 6e8, 1e9)
+    runs = dsl_ladder_runs(students, multiples=[2.0**k for k in range(2, 9)], tokens_per_param=(320.0,),
+                           noise=0.002, seed=200_000)
+    law = fit_law(runs, law="power", bootstrap=0, size_measure="nonembed")
+    listed = {round(o.student_params / 1e8): o.teacher_params / o.student_params for o in law.file.optima}
+    assert listed[10] > 5.0  # 4.0 before
+    assert all(4.5 < listed[k] < 20.0 for k in listed)
