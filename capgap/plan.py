@@ -120,7 +120,8 @@ class Plan(BaseModel):
     target_width: float | None = None
     done: bool = False  # every target already within target_width: nothing proposed
     flops: float = 0.0
-    notes: list[str] = []
+    warnings: list[str] = []  # the fit's own, printed first: the plan is only as good as the fit it starts from
+    notes: list[str] = []  # the planner's
 
 
 def plan_runs(runs: Sequence[RunRecord], students: Sequence[int], teachers: str | Sequence[LadderModel],
@@ -143,13 +144,14 @@ def plan_runs(runs: Sequence[RunRecord], students: Sequence[int], teachers: str 
     _validate(students, ladder, runs_budget, flops_budget, target_width, tokens)
     targets_spec = [(int(s), _tokens_for(int(s), tokens, runs)) for s in students]
     notes: list[str] = []
+    fit_warnings: list[str] = []
     fitted = None
     start: Literal["runs", "prior", "bound"] = "runs"
     fitted = bounded = None
     if runs:
         runs = select_runs(runs, family, student_init)
         try:
-            fitted = fitted_model(runs, targets_spec, law, metric, size_measure, bootstrap, seed, notes)
+            fitted = fitted_model(runs, targets_spec, law, metric, size_measure, bootstrap, seed, fit_warnings)
         except OneSided as exc:
             bounded = exc
             notes.append(f"the fit's answer is one-sided ({exc}); planning to bracket it: the optimum spread over "
@@ -180,8 +182,9 @@ def plan_runs(runs: Sequence[RunRecord], students: Sequence[int], teachers: str 
                                      high=float(t.student * math.exp(mean + Z * sd))) for t in targets]
         if law != "ratio":
             notes.append(f"the prior has the ratio law's one parameter; --law {law} is fitted once the runs allow it")
-    return _choose(model, rows, targets, before, ladder, runs, runs_budget, flops_budget, target_width, seed,
+    plan = _choose(model, rows, targets, before, ladder, runs, runs_budget, flops_budget, target_width, seed,
                    size_measure, law_name, start, notes, prior=(mean, sd) if start != "runs" else None)
+    return plan.model_copy(update={"warnings": fit_warnings})
 
 
 def _validate(students, ladder, runs_budget, flops_budget, target_width, tokens) -> None:

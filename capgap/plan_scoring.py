@@ -332,10 +332,10 @@ def _search_point(space, theta: np.ndarray, log_ratio: np.ndarray | None, shape:
 
 
 def fitted_model(runs: Sequence[RunRecord], targets_spec, law: str, metric: str | None, size_measure: str,
-                 n_boot: int, seed: int, notes: list[str]):
+                 n_boot: int, seed: int, fit_warnings: list[str]):
     """The model at draws of the fit (its point and DRAWS - 1 residual-bootstrap refits, on the curves it chose);
     raises InputError where the runs cannot be fitted, OneSided where the fit's answer is a bound. The fit's
-    own warnings go first in ``notes``: the plan is only as good as the fit it starts from.
+    own warnings are added to ``fit_warnings``: the plan is only as good as the fit it starts from.
 
     Returns (model, intervals before the batch as (estimate, low, high) per target, rows, targets, law name)."""
     from threadpoolctl import threadpool_limits
@@ -348,7 +348,7 @@ def fitted_model(runs: Sequence[RunRecord], targets_spec, law: str, metric: str 
 
     fitted_law = fit_law(runs, law=law, metric=metric, size_measure=size_measure, bootstrap=n_boot, seed=seed)
     file = fitted_law.file
-    notes += [f"fit: {w}" for w in file.diagnostics.warnings]
+    fit_warnings += file.diagnostics.warnings
     if file.bound is not None:  # a one-sided answer has no curve to plan with: draws beyond the bound bracket it
         ratios = [fitted_law.optimal_teacher(s, d).estimate / s for s, d in targets_spec]
         upper = file.bound == "at_most"

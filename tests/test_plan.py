@@ -264,11 +264,15 @@ def test_the_fits_warnings_come_first_and_init_selects_runs(capsys) -> None:
     mixed = [r for init in ("pruned", "scratch") for r in synthetic_runs(
         ratio=2.5, students=[S], teachers=[int(S * m) for m in multiples], noise=0.01, seed=3, student_init=init)]
     plan = plan_runs(mixed, [S], LADDER, 4, bootstrap=50)
-    assert any(n.startswith("fit: the runs mix student inits") for n in plan.notes)
-    from_fit = [n.startswith("fit: ") for n in plan.notes]
-    assert from_fit == sorted(from_fit, reverse=True)  # the fit's warnings before the planner's own notes
+    assert any(w.startswith("the runs mix student inits") for w in plan.warnings)
+    from capgap.commands.plan import report
+
+    lines = report(plan).splitlines()
+    kinds = [line.split(":")[0] for line in lines[1:] if line.startswith(("warning:", "note:"))]
+    assert kinds == sorted(kinds, reverse=True) and "warning" in kinds  # the fit's warnings before the notes
+    assert "warning: fit: the runs mix student inits" in report(plan)
     pruned = plan_runs(mixed, [S], LADDER, 4, bootstrap=50, student_init="pruned")
-    assert pruned.start == "runs" and not any("mix student inits" in n for n in pruned.notes)
+    assert pruned.start == "runs" and not any("mix student inits" in n for n in pruned.warnings + pruned.notes)
     with pytest.raises(InputError, match="no runs with student_init 'nope'; the runs have: pruned, scratch"):
         plan_runs(mixed, [S], LADDER, 4, student_init="nope")
 

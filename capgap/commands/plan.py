@@ -75,6 +75,7 @@ def report(plan) -> str:
     start = {"runs": "the fitted runs", "prior": "the published laws as a wide prior",
              "bound": "the fit's one-sided bound"}[plan.start]
     lines = [f"plan from {start} ({plan.law} law); {plan.method}"]
+    lines += [f"warning: fit: {w}" for w in plan.warnings]  # the fit's, first, as `capgap fit` prints them
     lines += [f"note: {n}" for n in plan.notes]
     if plan.runs:
         lines.append(f"{len(plan.runs)} run(s), {plan.flops:.3g} FLOPs:")
