@@ -171,6 +171,14 @@ def _sentence(text: str) -> str:
     return text if text.endswith(".") else text + "."
 
 
+def interval_name(answer: LawAnswer) -> str:
+    """What an answer's low-high is: an interval at its level, or (an exact fit) only the measured teachers
+    either side of the best ones."""
+    if answer.bracket:
+        return "no interval (an exact fit): the measured teachers either side of the best are"
+    return f"{answer.level:.0%} interval"
+
+
 def _interval(head: LawAnswer, sizes: _Sizes) -> str:
     from capgap.ladder_snap import interval_text
 
@@ -183,7 +191,7 @@ def _interval(head: LawAnswer, sizes: _Sizes) -> str:
                f"{'below' if head.censored == 'at_most' else 'above'} it"
     if head.teacher_params_low is not None or head.teacher_params_high is not None:
         text = interval_text(head.teacher_params_low, head.teacher_params_high)
-        return f"{teacher}, {head.level:.0%} interval {text}{' ' + measure if sizes.mixed else ''}"
+        return f"{teacher}, {interval_name(head)} {text}{' ' + measure if sizes.mixed else ''}"
     why = "a published point estimate, not fitted on runs" if not head.law.fitted else "the fit gives none"
     text = f"{teacher}, no interval ({why})"
     band = head.near_miss
@@ -268,7 +276,7 @@ def _explained_teacher(answer: LawAnswer) -> str:
     if answer.censored == "at_most":
         return f"at most {size} (censored)"
     if answer.teacher_params_low is not None or answer.teacher_params_high is not None:
-        return f"{size} ({answer.level:.0%} interval {interval_text(answer.teacher_params_low, answer.teacher_params_high)})"
+        return f"{size} ({interval_name(answer)} {interval_text(answer.teacher_params_low, answer.teacher_params_high)})"
     return f"{size} (no interval)"
 
 

@@ -78,6 +78,7 @@ class LawAnswer(BaseModel):
     teacher_params_high: int | None
     level: float
     censored: Censoring | None
+    bracket: bool = False  # low/high: the measured teachers either side of the best ones, not a level interval
     applies: Applies
     expected_metric: float | None  # the law's predicted metric at its teacher, where it predicts quality
     near_miss: NearMiss | None
@@ -110,6 +111,7 @@ class Recommendation(BaseModel):
     censored: Censoring | None
     law: LawInfo
     ladder: str
+    bracket: bool = False  # as LawAnswer.bracket
     nearest: list[NearestModel]
     preferred: str | None
     preferred_reason: str | None
@@ -296,7 +298,7 @@ def answer(law: Law, source: str, setting: _Setting, strict_ladder: bool = False
         law=info, student_params=s, size_rule=student.rule, tokens_per_param=tokens / s if tokens is not None else None,
         teacher_params=int(round(teacher)), teacher_at_tokens=at_tokens, teacher_params_low=_finite_int(estimate.low),
         teacher_params_high=_finite_int(estimate.high), level=estimate.level, censored=estimate.censored,
-        applies=applies, expected_metric=expected, near_miss=band, distillation_pays=pays, compute_optimal=optimum,
+        bracket=estimate.bracket, applies=applies, expected_metric=expected, near_miss=band, distillation_pays=pays, compute_optimal=optimum,
         nearest=nearest, preferred=nearest[0].name if nearest else None,
         preferred_reason=preferred_reason(nearest, teacher), budget_best=best,
         supervised_metric=optimum.supervised_loss if optimum is not None else supervised,
@@ -421,7 +423,7 @@ def recommend(student: str | int, law: str | Path | Law | LawFile | None = None,
         given_measure=measure, init=init, tokens=distilled_on, tokens_rule=tokens_rule,
         teacher_params=head.teacher_params, teacher_params_low=head.teacher_params_low,
         teacher_params_high=head.teacher_params_high, level=head.level, censored=head.censored, law=head.law,
-        ladder=label, nearest=head.nearest, preferred=head.preferred, preferred_reason=head.preferred_reason,
+        bracket=head.bracket, ladder=label, nearest=head.nearest, preferred=head.preferred, preferred_reason=head.preferred_reason,
         teacher_cost=cost, strategies=strategies, flops_rule=cost_rule(cost), budget=budget_flops,
         budget_best=head.budget_best, tolerance=float(tolerance), by_law=answers,
         warnings=[w if source == head.law.source else f"{source}: {w}" for source, w in labelled],

@@ -138,6 +138,7 @@ def test_three_runs_of_one_student_are_bracketed_and_four_are_fitted_as_symmetri
     answer = exact.optimal_teacher(1e8)
     assert exact.file.diagnostics.df == 0 and 1.5e8 < answer.estimate < 4.0e8
     assert answer.low == pytest.approx(1.5e8, rel=1e-3) and answer.high == pytest.approx(4.0e8, rel=1e-3)
+    assert answer.bracket  # not an interval at the law's level: recommend says so (test_recommend)
     assert any("interval only the measured teachers either side of the best" in w
                for w in exact.file.diagnostics.warnings)
     between = exact.optimal_teacher(2e8)  # one student: the same multiples

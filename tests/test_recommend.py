@@ -660,3 +660,23 @@ def test_with_a_ratio_law_fitted_on_synthetic_runs(tmp_path):
     assert rec.teacher_params == pytest.approx(2.5 * 200e6, rel=0.1)  # the planted ratio
     assert not any(w.startswith("extrapolating") for w in rec.warnings)  # synthetic students span 20M-500M
     assert any(w.startswith("extrapolating") for w in recommend("1.3B", law=str(path)).warnings)
+
+
+def test_an_exact_fits_bracket_is_not_called_a_90_percent_interval():
+    # Three runs of one student, the middle teacher best: the fit is exact, and its low-high only the measured
+    # teachers either side of the best. recommend used to print it as a "90% interval".
+    from capgap.lawfit import fit_law
+    from capgap.recommend_text import format_recommendation
+    from capgap.synthetic import synthetic_runs
+
+    runs = synthetic_runs(ratio=2.5, students=[1e8], multiples=(1.5, 2.5, 4.0), noise=0.0005, seed=3,
+                          with_teacher_loss=False)
+    exact = recommend("100M", law=fit_law(runs, law="ratio", bootstrap=200), ladder="pythia")
+    assert exact.bracket and exact.by_law[0].bracket
+    text = " ".join(format_recommendation(exact, explain=True))
+    assert "no interval (an exact fit): the measured teachers either side of the best are" in text
+    assert "90% interval" not in text
+    noisy = synthetic_runs(ratio=2.5, students=[1e8], multiples=(1.5, 2.0, 2.5, 3.2, 4.0, 5.0), noise=0.002,
+                           seed=3, with_teacher_loss=False)
+    fitted = recommend("100M", law=fit_law(noisy, law="ratio", bootstrap=200), ladder="pythia")
+    assert not fitted.bracket and "90% interval" in " ".join(format_recommendation(fitted))

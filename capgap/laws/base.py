@@ -50,6 +50,9 @@ class TeacherEstimate(_Interval):
     high: float | None = None
     level: float = 0.9
     censored: Censoring | None = None
+    # True: low/high are the measured teachers either side of the best ones (an exact fit, no noise measured),
+    # what a curve with one minimum allows, not an interval at ``level``.
+    bracket: bool = False
 
 
 class StudentOptimum(_Interval):

@@ -163,7 +163,8 @@ class CurveLaw:
             return TeacherEstimate(estimate=edge, low=edge if side == "at_least" else None,
                                    high=edge if side == "at_most" else None, level=self.file.level, censored=side)
         low = high = None
-        if draws is None:
+        bracket = draws is None
+        if bracket:
             low, high = self._listed_interval(float(student_params), tokens, estimate)
         else:
             low, high = quantile_interval(draws, self.file.level)
@@ -172,7 +173,8 @@ class CurveLaw:
                 low = high = None
             else:
                 low, high = self._reach_far_rungs(float(student_params), tokens, low, high)
-        return TeacherEstimate(estimate=estimate, low=low, high=high, level=self.file.level)
+        return TeacherEstimate(estimate=estimate, low=low, high=high, level=self.file.level,
+                               bracket=bracket and low is not None)
 
     def _listed_interval(self, student: float, tokens: float | None,
                          estimate: float) -> tuple[float | None, float | None]:
