@@ -144,3 +144,12 @@ def quantile_interval(samples: Sequence[float] | np.ndarray, level: float = 0.9)
     tail = (1.0 - level) / 2.0
     low, high = np.quantile(values, [tail, 1.0 - tail])
     return (float(low), float(high))
+
+
+def replicate_error(keys: np.ndarray, values: np.ndarray) -> tuple[float, int]:
+    """Pure error: the sum of squares of ``values`` (n,) about the mean of their replicates (runs sharing a row
+    of ``keys``, (n, k)), and its degrees of freedom (runs minus distinct keys)."""
+    _, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.ravel()
+    means = np.bincount(inverse, weights=values) / counts
+    return float(np.sum((values - means[inverse]) ** 2)), int(values.size - counts.size)

@@ -83,15 +83,9 @@ def far_bracket(groups: RunGroups, j: int, noise: float | None,
 
 def pure_error(groups: RunGroups) -> tuple[float, int]:
     """The sum of squares of runs about their (group, teacher) mean, and its degrees of freedom."""
-    total, df = 0.0, 0
-    for j in range(len(groups.keys)):
-        members = groups.group == j
-        logs, inverse = np.unique(groups.log_teacher[members], return_inverse=True)
-        y = groups.badness[members]
-        means = np.bincount(inverse, weights=y, minlength=logs.size) / np.bincount(inverse, minlength=logs.size)
-        total += float(np.sum((y - means[inverse]) ** 2))
-        df += y.size - logs.size
-    return total, df
+    from capgap.fit import replicate_error
+
+    return replicate_error(np.column_stack([groups.group, groups.log_teacher]), groups.badness)
 
 
 def noise_scale(groups: RunGroups) -> float | None:

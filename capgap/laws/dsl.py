@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from capgap.errors import InputError
-from capgap.fit import HUBER_DELTA, bootstrap_indices, grid_starts, huber, minimize_multistart, quantile_interval
+from capgap.fit import (HUBER_DELTA, bootstrap_indices, grid_starts, huber, minimize_multistart, quantile_interval,
+                        replicate_error)
 from capgap.laws.base import (BootstrapReport, Censoring, FitOptions, Goodness, LawDiagnostics, LawFile,
                               SizeMeasure, TeacherEstimate, register_law)
 from capgap.records import runs_hash
@@ -695,15 +696,8 @@ PURE_ERROR_RATIO = 2.0
 
 def _pure_error(data: _Runs) -> float | None:
     """The standard deviation of log loss between repeated runs of one (student, tokens, teacher); None: no repeats."""
-    keys = np.column_stack([data.student, data.tokens, data.teacher])
-    _, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
-    inverse = inverse.ravel()
-    df = data.observed.size - counts.size
-    if df <= 0:
-        return None
-    log_obs = np.log(data.observed)
-    means = np.bincount(inverse, weights=log_obs) / counts
-    return float(np.sqrt(np.sum((log_obs - means[inverse]) ** 2) / df))
+    total, df = replicate_error(np.column_stack([data.student, data.tokens, data.teacher]), np.log(data.observed))
+    return float(np.sqrt(total / df)) if df > 0 else None
 
 
 def _held_out_rmse(data: _Runs, coef: Mapping[str, float], free_sup: Sequence[str], free_dis: Sequence[str],
