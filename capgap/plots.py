@@ -79,6 +79,15 @@ def _label_sizes(*axes) -> None:  # noqa: ANN002 (matplotlib Axis objects)
         axis.set_minor_formatter(NullFormatter())
 
 
+def _label_ratios(axis) -> None:  # noqa: ANN001 (a matplotlib Axis)
+    """A log axis of size ratios reads 2x, 5x, 10x rather than 2×10⁰; minor ticks unlabelled."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}x"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def _new_figure(width: float, height: float) -> Figure:
     from matplotlib.figure import Figure
 
@@ -471,11 +480,14 @@ def runs_figure(runs: Sequence[RunRecord], metric: str | None = None, path: str 
     for (family, init, student), points in sorted(lines.items()):
         points.sort()
         linestyle, marker = _init_style(init, inits)
-        label = f"{family} S = {format_size(student)}{' active' if moe else ''}" + (f", {init}" if len(inits) > 1 else "")
+        # "active" only for MoE students: a dense student's size is its whole size.
+        label = f"{family} S = {format_size(student)}{' active' if 'MoE' in init else ''}" + (
+            f", {init}" if len(inits) > 1 else "")
         ax.plot([p[0] for p in points], [p[1] for p in points], marker=marker, linestyle=linestyle,
                 color=colors[student], gid="run", label=label)
     ax.axvline(REFERENCE_RATIO, linestyle="--", color="grey", gid="reference", label=f"T = {REFERENCE_RATIO}·S")
     ax.set_xscale("log")
+    _label_ratios(ax.xaxis)
     ax.set_xlabel("teacher size / student size (total parameters" + ("; an MoE student's active ones)" if moe else ")"))
     direction = metric_direction(metric)
     ax.set_ylabel(f"student {metric}" + (f" ({direction} is better)" if direction else ""))

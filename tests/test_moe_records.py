@@ -166,3 +166,16 @@ def test_pareto_puts_moe_students_on_active_compute_with_total_size_in_the_label
     assert point.compute == distill_flops(50_300, 174_000, 250_000)
     assert point.name.startswith("50.3k active (62k total, MoE×4) pruned <- ")
     assert result.compute_label == MOE_COMPUTE_LABEL
+
+
+def test_the_runs_figure_calls_only_moe_students_active_and_reads_ratios_plainly() -> None:
+    # It labelled dense students "S = 50k active" beside MoE ones, and its ratio axis read 2×10⁰.
+    from capgap.plots import runs_figure
+
+    figure = runs_figure(_curve_runs("dense", 3.0) + _curve_runs("moe", 3.0))
+    ax = figure.axes[0]
+    labels = [line.get_label() for line in ax.get_lines() if line.get_gid() == "run"]
+    assert sorted(labels) == ["gpt2 S = 150k active, pruned MoE×4", "gpt2 S = 150k, pruned",
+                              "gpt2 S = 50k active, pruned MoE×4", "gpt2 S = 50k, pruned"]
+    tick = ax.xaxis.get_major_formatter()
+    assert [tick(v, 0) for v in (1.0, 2.0, 5.0, 10.0)] == ["1x", "2x", "5x", "10x"]
