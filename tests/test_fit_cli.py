@@ -239,3 +239,17 @@ def test_a_fit_killed_while_writing_leaves_the_old_law_file_and_no_half(store, t
     monkeypatch.undo()
     save_law(law, out_path)
     assert json.loads(out_path.read_text())["law"] == "ratio"
+
+
+def test_an_exact_fits_listed_optimum_says_its_range_is_the_measured_teachers(capsys, tmp_path):
+    path = tmp_path / "three.jsonl"
+    RunStore(path).extend(synthetic_runs(ratio=2.5, students=[1e8], multiples=(1.5, 2.5, 4.0), noise=0.0005, seed=3,
+                                         with_teacher_loss=False))
+    code, out, _ = run(capsys, path, "--law", "ratio")
+    row = next(line for line in out.splitlines() if "T*/S" in line)
+    assert code == 0 and "[150M, 400M]" in row and "an exact fit: the range is the measured teachers" in row
+
+
+def test_a_fit_with_draws_lists_its_optima_without_the_exact_fit_note(capsys, store):
+    code, out, _ = run(capsys, store, "--law", "ratio", "--bootstrap", "100")
+    assert code == 0 and "T*/S" in out and "an exact fit" not in out

@@ -115,6 +115,7 @@ def report(law, paths: list[str]) -> str:
         lines.append(f"  model: {diagnostics.model}; {shape}")
     if file.optima:
         censored = [o for o in file.optima if o.censored]
+        exact = diagnostics.df == 0 and not file.samples
         lines.append(f"per-student optima read off the law ({len(file.optima)}, {len(censored)} beyond their ladder):")
         lines.append(f"  {'family':<12} {'init':<8} {'student':>8} {'tokens':>8} {'teachers':>8} {'runs':>5}  optimal teacher")
         for o in file.optima:
@@ -124,6 +125,8 @@ def report(law, paths: list[str]) -> str:
                 where += "  (beyond the largest teacher measured: one-sided)"
             elif o.censored == "at_most":
                 where += "  (below the smallest teacher measured: one-sided)"
+            elif exact and o.low is not None:  # no draws: the range is the runs' own, not an interval
+                where += "  (an exact fit: the range is the measured teachers either side of the best)"
             lines.append(f"  {o.family:<12} {o.student_init or '-':<8} {format_size(o.student_params):>8} {tokens:>8} "
                          f"{len(o.teachers):>8} {o.n_runs:>5}  {where}")
         if diagnostics.extend_ladder:
