@@ -69,23 +69,24 @@ def save_figure(figure: Figure, path: str | Path) -> Path:
     return path
 
 
-def _label_sizes(*axes) -> None:  # noqa: ANN002 (matplotlib Axis objects)
-    """Log axes of parameter counts read 100M, 1B rather than 10^8; minor ticks unlabelled."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    for axis in axes:
-        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        axis.set_major_formatter(FuncFormatter(lambda value, _: format_size(value)))
-        axis.set_minor_formatter(NullFormatter())
-
-
-def _label_ratios(axis) -> None:  # noqa: ANN001 (a matplotlib Axis)
-    """A log axis of size ratios reads 2x, 5x, 10x rather than 2×10⁰; minor ticks unlabelled."""
+def _label_log(axis, text) -> None:  # noqa: ANN001 (a matplotlib Axis; text: value -> tick label)
+    """Major ticks of a log axis at 1, 2 and 5 per decade, labelled by ``text``; minor ticks unlabelled."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}x"))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: text(value)))
     axis.set_minor_formatter(NullFormatter())
+
+
+def _label_sizes(*axes) -> None:  # noqa: ANN002 (matplotlib Axis objects)
+    """Log axes of parameter counts read 100M, 1B rather than 10^8."""
+    for axis in axes:
+        _label_log(axis, format_size)
+
+
+def _label_ratios(axis) -> None:  # noqa: ANN001 (a matplotlib Axis)
+    """A log axis of size ratios reads 2x, 5x, 10x rather than 2×10⁰."""
+    _label_log(axis, lambda value: f"{value:g}x")
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -472,7 +473,8 @@ def runs_figure(runs: Sequence[RunRecord], metric: str | None = None, path: str 
     colors = _size_colors(students)
     made = lambda r: r.student_init if r.student_kind == "dense" else f"{r.student_init} MoE×{r.experts}"  # noqa: E731
     inits = sorted({made(r) for r in usable})
-    moe = any(r.student_kind == "moe" for r in usable)
+    moe_inits = {made(r) for r in usable if r.student_kind == "moe"}
+    moe = bool(moe_inits)
     lines: dict[tuple[str, str, int], list[tuple[float, float]]] = defaultdict(list)
     for run in usable:
         key = (run.family, made(run), nominal[size(run)])
@@ -481,7 +483,7 @@ def runs_figure(runs: Sequence[RunRecord], metric: str | None = None, path: str 
         points.sort()
         linestyle, marker = _init_style(init, inits)
         # "active" only for MoE students: a dense student's size is its whole size.
-        label = f"{family} S = {format_size(student)}{' active' if 'MoE' in init else ''}" + (
+        label = f"{family} S = {format_size(student)}{' active' if init in moe_inits else ''}" + (
             f", {init}" if len(inits) > 1 else "")
         ax.plot([p[0] for p in points], [p[1] for p in points], marker=marker, linestyle=linestyle,
                 color=colors[student], gid="run", label=label)
