@@ -40,6 +40,8 @@ demo: $(VENV)/.core
 # The wheel check first: build it, install it into a virtualenv of core dependencies only
 # (.venv/smoke, made once) and use it from outside the checkout (.ci/wheel_smoke).
 test: $(VENV)/.full
+	# The layers run one way (docs/architecture.md): import-linter's contract in pyproject.toml.
+	$(VENV)/bin/lint-imports --no-cache
 	TORCH_SPEC="$(TORCH_SPEC)" .ci/wheel_smoke $(PY)
 	$(PY) -m pytest
 	# The fit-refit tests again with two BLAS and OpenMP threads instead of one: a fit whose answer

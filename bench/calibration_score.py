@@ -57,8 +57,8 @@ REFUSED = Answer(np.nan, False, False, False, True)
 def fit_and_score(runs, truths: dict[float, float], law_name: str, bootstrap: int, seed: int,
                   size_measure: str, tokens_per_param: float) -> Outcome:
     """Fit ``runs`` through the public fit_law and score each query student's optimal teacher."""
-    from capgap.errors import InputError
-    from capgap.lawfit import fit_law
+    from capgap.core.errors import InputError
+    from capgap.fit.law_fit import fit_law
 
     try:
         law = fit_law(runs, law=law_name, bootstrap=bootstrap, seed=seed, size_measure=size_measure)

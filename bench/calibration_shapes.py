@@ -1,7 +1,7 @@
 """Calibration designs on shapes nobody planted by hand (issue 19, item 9), for bench/fit_calibration.py.
 
 * **Published law**: curves from Busbridge et al.'s distillation scaling law
-  (capgap.dsl_synthetic.dsl_ladder_runs): scratch students of 150M, 300M,
+  (capgap.laws.dsl_synthetic.dsl_ladder_runs): scratch students of 150M, 300M,
   600M and 1B non-embedding parameters, teachers trained on 20 tokens/param
   at 1x, 2x or 4x the student doubling up to 256x, distilled on 20 or 320
   tokens/param, two seeds per pair, log-normal noise 0.002, with and without
@@ -12,7 +12,7 @@
   optimum (16-256x at 320 tokens/param: the smallest teacher is best;
   1-32x at 20: the largest is). The right answer is a one-sided bound.
 * **Few teachers**: 3, 4 or 5 teachers per student, drawn per data set from
-  capgap.synthetic's ladder (asymmetric planted curves) or from the doubling
+  capgap.runs.synthetic's ladder (asymmetric planted curves) or from the doubling
   ladder of the published law, so that they bracket the optimum.
 * **One student and four students**.
 """
@@ -25,9 +25,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from capgap.dsl_synthetic import DOUBLING_MULTIPLES, dsl_ladder_runs, dsl_true_optimum
-from capgap.records import RunRecord
-from capgap.synthetic import synthetic_runs
+from capgap.laws.dsl_synthetic import DOUBLING_MULTIPLES, dsl_ladder_runs, dsl_true_optimum
+from capgap.runs.records import RunRecord
+from capgap.runs.synthetic import synthetic_runs
 
 DSL_STUDENTS = (150_000_000, 300_000_000, 600_000_000, 1_000_000_000)  # non-embedding
 DSL_QUERIES = (300_000_000, 1_000_000_000)
@@ -98,7 +98,7 @@ def _synthetic_data(index: int, ratio: float, multiples: Sequence[float] | None 
                     students: Sequence[int] = SYNTHETIC_STUDENTS, queries: Sequence[float] = (100_000_000,
                                                                                               500_000_000),
                     **design) -> DataSet:
-    """capgap.synthetic's planted curves (asymmetry 1-3 drawn per data set), optionally on k rungs drawn per data set."""
+    """capgap.runs.synthetic's planted curves (asymmetry 1-3 drawn per data set), optionally on k rungs drawn per data set."""
     rng = np.random.default_rng([index, 7])
     asymmetry = float(rng.uniform(*ASYMMETRIC))
     ladder = tuple(multiples or PER_STUDENT)

@@ -44,7 +44,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForC
 from capgap.measure.fused_loss import HiddenAndHead, fused_distill_loss
 from capgap.measure.loss import distill_loss
 from capgap.measure.teacher_cache import TeacherCache, teacher_topk
-from capgap.sizes import count_params
+from capgap.sizes.units import count_params
 
 SWEEP_STUDENTS = 5
 VARIANTS = ("plain", "plain+compile", "fast-eager", "fast", "fast+cache")

@@ -1,12 +1,12 @@
 """How often dsl's held-out check (capgap.laws.dsl.HELD_OUT_RATIO) fires on runs that follow the law.
 
 Run: .venv/bin/python bench/dsl_held_out_threshold.py [--draws 60]
-Data sets from capgap.dsl_synthetic.dsl_ladder_runs (students 150M-1B non-embedding, two seeds per pair,
+Data sets from capgap.laws.dsl_synthetic.dsl_ladder_runs (students 150M-1B non-embedding, two seeds per pair,
 noise 0.002 on student and teacher losses), on three ladders; each is fitted with `dsl` (no bootstrap) and the
 ratio of its leave-one-student-size-out RMSE of log loss to its in-sample RMSE recorded, and that of its
 in-sample RMSE to the spread of repeated seeds (pure error). Printed: the ratio's
 quantiles per design and the share of data sets above the threshold (the false-alarm rate), and, for
-contrast, the same on capgap.synthetic's planted curves with teacher_loss, which do not follow the law.
+contrast, the same on capgap.runs.synthetic's planted curves with teacher_loss, which do not follow the law.
 """
 
 import argparse
@@ -14,10 +14,10 @@ import os
 
 import numpy as np
 
-from capgap.dsl_synthetic import DOUBLING_MULTIPLES, dsl_ladder_runs
+from capgap.laws.dsl_synthetic import DOUBLING_MULTIPLES, dsl_ladder_runs
 from capgap.laws import dsl
 from capgap.laws.base import FitOptions
-from capgap.synthetic import synthetic_runs
+from capgap.runs.synthetic import synthetic_runs
 
 STUDENTS = (150_000_000, 300_000_000, 600_000_000, 1_000_000_000)
 DESIGNS = {"20 tok/param, 1-256x": (20.0, DOUBLING_MULTIPLES), "320 tok/param, 1-256x": (320.0, DOUBLING_MULTIPLES),
@@ -54,7 +54,7 @@ def main() -> None:
         report(label, ratios)
     report("all designs that follow the law", everything)
     planted = [ratio(synthetic_runs(seed=i, repeats=2, with_teacher_loss=True), "total") for i in range(min(args.draws, 20))]
-    report("capgap.synthetic planted curves", planted)
+    report("capgap.runs.synthetic planted curves", planted)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Run: .venv/bin/python bench/fit_calibration.py [--datasets 100] [--bootstrap 200
      [--designs NAME-OR-PART ... | new | old] [--quick]
 
 For each design, fresh synthetic data sets are fitted by the one-stage model
-through the public capgap.lawfit.fit_law (the family each design names)
+through the public capgap.fit.law_fit.fit_law (the family each design names)
 and, on the original designs, by the old two-stage estimator
 (bench/two_stage.py). Printed per design: the median relative error of T* at
 two query students (the original designs: the middle and the largest student
@@ -14,7 +14,7 @@ miss); the share of data sets whose fit warned, whose warning names a lack of
 fit, that were refused, the share of one-sided answers, and the number of
 answers that exclude the truth from a fit that gave no warning.
 
-The original designs (planted parabola-like curves, capgap.synthetic) keep
+The original designs (planted parabola-like curves, capgap.runs.synthetic) keep
 their targets: |bias| < 5% and coverage in [0.85, 0.95]. The designs on
 shapes nobody planted by hand (bench/calibration_shapes.py: the published
 distillation law's curves, few teachers, one and four students, optima beyond
@@ -92,8 +92,8 @@ LEGACY_BIAS, LEGACY_COVERAGE = 0.05, (0.85, 0.95)  # the original designs' targe
 
 
 def _legacy_data(name: str, index: int) -> tuple[list, dict[float, float], float, str, dict]:
-    """An original design's data set: runs from capgap.synthetic, the planted optimum at the query students."""
-    from capgap.synthetic import synthetic_runs
+    """An original design's data set: runs from capgap.runs.synthetic, the planted optimum at the query students."""
+    from capgap.runs.synthetic import synthetic_runs
 
     law_name, truth, design = DESIGNS[name]
     rng = np.random.default_rng([index, 7])
@@ -179,7 +179,7 @@ def _where() -> str:
 
 
 def _size(n: float) -> str:
-    from capgap.sizes import format_size
+    from capgap.sizes.units import format_size
 
     return format_size(n)
 

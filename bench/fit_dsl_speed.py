@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from capgap.dsl_synthetic import DEFAULT_STUDENTS, dsl_synthetic_runs
+from capgap.laws.dsl_synthetic import DEFAULT_STUDENTS, dsl_synthetic_runs
 from capgap.laws import dsl
 from capgap.laws.base import FitOptions
 

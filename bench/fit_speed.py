@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from capgap.store import RunStore
-from capgap.synthetic import synthetic_runs
+from capgap.runs.store import RunStore
+from capgap.runs.synthetic import synthetic_runs
 
 STUDENTS = [int(s) for s in np.geomspace(2e7, 2e9, 10)]
 MULTIPLES = tuple(np.geomspace(1.2, 8.0, 10))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from capgap.onestage import shape_curve
+from capgap.fit.onestage import shape_curve
 
 NOISE, CURVATURE = 0.02, 0.05
 LADDER = np.geomspace(1.25, 200.0, 16)  # multiples of the student

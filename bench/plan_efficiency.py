@@ -3,13 +3,13 @@
 Run: nice .venv/bin/python bench/plan_efficiency.py [--loops 30] [--scenarios NAME ...] [--bootstrap 100] [--workers 2]
 
 Each loop starts with no runs and repeats: choose a batch of BATCH runs, measure them
-(synthetic runs with a planted optimum, capgap.synthetic), fit the law the same way
+(synthetic runs with a planted optimum, capgap.runs.synthetic), fit the law the same way
 for every design (`fit_law(runs, law="ratio", bootstrap=B)`, as `capgap fit --law
 ratio`), and stop once the 90% interval of T* at every target is within ±20%
 ((high − low) / (2·estimate) <= 0.2), or at CAP runs. Designs:
 
-* planner: `capgap.plan.plan_runs(runs, targets, ladder, BATCH)` (the published laws as prior at the start);
-* robust planner: the same with `capgap.plan_scoring.ROBUST_SHAPE = True`, charged for the far shape on 3- and
+* planner: `capgap.plan.planner.plan_runs(runs, targets, ladder, BATCH)` (the published laws as prior at the start);
+* robust planner: the same with `capgap.plan.scoring.ROBUST_SHAPE = True`, charged for the far shape on 3- and
   4-rung designs over a decade that the fit takes for parabolas (the earlier default: shown for what it costs);
 * grid: the ladder swept coarse to fine (every 4th teacher first, then the ones between), round robin over
   the target students, then again with new seeds: the usual full sweep, in its most favourable order;
@@ -59,7 +59,7 @@ SCENARIOS: dict[str, tuple[tuple[int, ...], float, dict]] = {
 
 
 def _ladder(students):
-    from capgap.ladders import LadderModel
+    from capgap.sizes.ladders import LadderModel
 
     low, high = min(students) * MULTIPLES[0], max(students) * MULTIPLES[-1]
     sizes = np.geomspace(low, high, len(MULTIPLES)) if len(students) > 1 else [S * m for m in MULTIPLES]
@@ -67,7 +67,7 @@ def _ladder(students):
 
 
 def _measure(student, teacher, seed, ratio, extra, rng):
-    from capgap.synthetic import synthetic_runs
+    from capgap.runs.synthetic import synthetic_runs
 
     args = dict(dict(noise=NOISE, curvature=CURVATURE), **extra)
     run = synthetic_runs(ratio=ratio, students=[student], teachers=[teacher], seed=int(rng.integers(1 << 30)), **args)[0]
@@ -76,8 +76,8 @@ def _measure(student, teacher, seed, ratio, extra, rng):
 
 def _width(runs, students, bootstrap, seed):
     """The fitted intervals at the targets (`capgap fit --law ratio`); None where the runs cannot be fitted yet."""
-    from capgap.errors import InputError
-    from capgap.lawfit import fit_law
+    from capgap.core.errors import InputError
+    from capgap.fit.law_fit import fit_law
 
     try:
         law = fit_law(runs, law="ratio", bootstrap=bootstrap, seed=seed)
@@ -104,10 +104,10 @@ def _oracle_shares(students, ratio, extra):
 
 
 def _loop(design, students, ratio, extra, bootstrap, seed):
-    import capgap.plan_scoring
-    from capgap.plan import plan_runs
+    import capgap.plan.scoring
+    from capgap.plan.planner import plan_runs
 
-    capgap.plan_scoring.ROBUST_SHAPE = design == "robust planner"
+    capgap.plan.scoring.ROBUST_SHAPE = design == "robust planner"
 
     rng = np.random.default_rng(seed)
     ladder = _ladder(students)
@@ -121,7 +121,7 @@ def _loop(design, students, ratio, extra, bootstrap, seed):
         if runs:  # the planner's own "before" is this very fit (ratio law, same resamples and seed): not fitted twice
             estimates = (plan.before if plan.start == "runs" else None) if plan is not None \
                 else _width(runs, students, bootstrap, seed)
-            # A one-sided answer (a bound, capgap.one_sided) has one end only: it is no interval yet.
+            # A one-sided answer (a bound, capgap.fit.one_sided) has one end only: it is no interval yet.
             if estimates and all(e.low is not None and e.high is not None and
                                  (e.high - e.low) / (2 * e.estimate) <= WIDTH for e in estimates):
                 return len(runs), True, all(e.low <= ratio * s <= e.high for e, s in zip(estimates, students))

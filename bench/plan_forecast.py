@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 import plan_efficiency as efficiency  # noqa: E402  (the closed loop's ladder, scenarios and measurement)
 
-from capgap.plan import plan_runs  # noqa: E402
+from capgap.plan.planner import plan_runs  # noqa: E402
 
 SCENARIOS = ("symmetric, 2.5x", "asymmetric 3:1, 2.5x")
 

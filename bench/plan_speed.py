@@ -21,8 +21,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from fit_speed import time_command  # noqa: E402  (one timing helper for the benches)
 
-from capgap.store import RunStore  # noqa: E402
-from capgap.synthetic import synthetic_runs  # noqa: E402
+from capgap.runs.store import RunStore  # noqa: E402
+from capgap.runs.synthetic import synthetic_runs  # noqa: E402
 
 STUDENTS = (50_000_000, 100_000_000, 200_000_000)
 LADDER = [int(t) for t in np.geomspace(6.25e7, 4e10, 16)]

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from capgap.errors import InputError
-from capgap.fit import huber, quantile_interval
-from capgap.groups import nominal_sizes
+from capgap.core.errors import InputError
+from capgap.fit.solver import huber, quantile_interval
+from capgap.runs.groups import nominal_sizes
 from capgap.laws.base import FitOptions, StudentOptimum
-from capgap.records import RunRecord
-from capgap.sizes import format_size
+from capgap.runs.records import RunRecord
+from capgap.sizes.units import format_size
 
 _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
 ROBUST_DELTA = 1.5

@@ -1,5 +1,5 @@
 import sys
 
-from capgap.cli import main
+from capgap.commands.cli import main
 
 sys.exit(main())

@@ -31,13 +31,13 @@ minute. Each step is also a `capgap` command, given beside it."""),
 from pathlib import Path
 
 import capgap
-from capgap.lawfit import fit_law
-from capgap.pareto import pareto
-from capgap.plots import law_figure, pareto_figure
-from capgap.recommendation import recommend
-from capgap.sizes import format_size
+from capgap.fit.law_fit import fit_law
+from capgap.plots.pareto import pareto
+from capgap.plots.figures import law_figure, pareto_figure
+from capgap.recommender.answer import recommend
+from capgap.sizes.units import format_size
 
-from capgap.resources import data_root
+from capgap.core.resources import data_root
 
 DATA = data_root()  # the shipped data: inside the installed package, or the checkout's data/"""),
     ("md", """## 1. Which teacher for a 1.3B student?
@@ -76,10 +76,10 @@ the documented command behind the shipped `cpu-demo` law.
 
 Tiny CPU models make this a demonstration of the pipeline, not evidence for or
 against 2.5·S. If the measured runs give no law, the cell says so and falls
-back to synthetic runs with a planted optimum T* = 2.5·S (`capgap.synthetic`).
+back to synthetic runs with a planted optimum T* = 2.5·S (`capgap.runs.synthetic`).
 Those show the method, not a measurement."""),
     ("code", """from capgap import InputError, load_runs
-from capgap.synthetic import synthetic_runs
+from capgap.runs.synthetic import synthetic_runs
 
 measured = DATA / "runs" / "shakespeare-study.jsonl"
 runs = [run for run in load_runs(measured) if run.student_init == "pruned"]

@@ -15,13 +15,13 @@ pytest.importorskip("transformers")
 
 from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM  # noqa: E402
 
-from capgap.cli import main  # noqa: E402
+from capgap.commands.cli import main  # noqa: E402
 from capgap.measure import prune  # noqa: E402
 from capgap.measure.assistant import (CandidateScore, Sandwich, choose, performance, sandwich_gradients,  # noqa: E402
                                       sandwich_sample, tradeoff, train_sandwich)
 from capgap.measure.config import TrainConfig  # noqa: E402
 from capgap.measure.loss import distill_loss  # noqa: E402
-from capgap.store import RunStore  # noqa: E402
+from capgap.runs.store import RunStore  # noqa: E402
 
 VOCAB, SEQ = 100, 16
 SPARSITIES = [("0.3", 0.3), ("0.5", 0.5), ("0.7", 0.7), ("0.85", 0.85)]

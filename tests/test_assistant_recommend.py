@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from capgap import recommend
-from capgap.assistants import measured_assistant
-from capgap.cli import main
-from capgap.errors import InputError
-from capgap.records import RunRecord
-from capgap.store import RunStore
+from capgap.recommender.assistants import measured_assistant
+from capgap.commands.cli import main
+from capgap.core.errors import InputError
+from capgap.runs.records import RunRecord
+from capgap.runs.store import RunStore
 
 B = 10**9
 

@@ -4,14 +4,14 @@ import re
 
 import pytest
 
-from capgap.cli import main
-from capgap.dsl_synthetic import DOUBLING_MULTIPLES, dsl_ladder_runs, dsl_true_optimum
-from capgap.lawfit import fit_law
+from capgap.commands.cli import main
+from capgap.laws.dsl_synthetic import DOUBLING_MULTIPLES, dsl_ladder_runs, dsl_true_optimum
+from capgap.fit.law_fit import fit_law
 from capgap.laws import dsl
 from capgap.laws.base import FitOptions
-from capgap.recommendation import recommend
-from capgap.store import RunStore
-from capgap.synthetic import synthetic_runs
+from capgap.recommender.answer import recommend
+from capgap.runs.store import RunStore
+from capgap.runs.synthetic import synthetic_runs
 
 STUDENTS = (150_000_000, 300_000_000, 600_000_000, 1_000_000_000)  # non-embedding
 NONEMBED = FitOptions(bootstrap=40, size_measure="nonembed")
@@ -44,11 +44,11 @@ def test_auto_picks_dsl_on_published_law_curves_and_reports_the_margin(published
 
 
 def test_fit_report_says_which_family_won_and_by_how_much(published_auto, tmp_path, capsys, monkeypatch):
-    import capgap.lawfit
+    import capgap.fit.law_fit
 
     store = tmp_path / "runs.jsonl"
     RunStore(store).extend(published_runs())
-    monkeypatch.setattr(capgap.lawfit, "compare_families", lambda runs, options: published_auto.file.diagnostics.cv)
+    monkeypatch.setattr(capgap.fit.law_fit, "compare_families", lambda runs, options: published_auto.file.diagnostics.cv)
     assert main(["fit", str(store), "--size", "nonembed", "--bootstrap", "0"]) == 0
     out = capsys.readouterr().out
     choice = next(line for line in out.splitlines() if line.startswith("model choice"))
@@ -134,7 +134,7 @@ def test_auto_leaves_out_a_dsl_fit_that_fails_its_own_lack_of_fit_check():
     # seeds agree, with no finite optimum for most students; its held-out curve still tracks each teacher's measured
     # loss and scored best. A fit that fails its own check is no candidate: a curve family answers.
     from capgap.laws import shipped_law_path
-    from capgap.store import load_runs
+    from capgap.runs.store import load_runs
 
     runs = load_runs([shipped_law_path("cpu-demo").parent.parent / "runs" / "shakespeare-study.jsonl"])
     law = fit_law(runs, law="auto", student_init="pruned", bootstrap=0)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from capgap.records import RunRecord
-from capgap.store import RunStore, read_csv_runs
+from capgap.runs.records import RunRecord
+from capgap.runs.store import RunStore, read_csv_runs
 
 GOOD_CSV = "family,student_params,teacher_params,tokens,eval_loss\npythia,70M,160M,1e6,3.2\npythia,70M,410M,1e6,3.1\n"
 

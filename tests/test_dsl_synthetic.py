@@ -2,7 +2,7 @@
 
 import pytest
 
-from capgap.dsl_synthetic import DOUBLING_MULTIPLES, dsl_ladder_runs, dsl_true_optimum
+from capgap.laws.dsl_synthetic import DOUBLING_MULTIPLES, dsl_ladder_runs, dsl_true_optimum
 
 STUDENTS = (150_000_000, 300_000_000, 600_000_000, 1_000_000_000)
 

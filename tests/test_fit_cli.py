@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from capgap.cli import main
+from capgap.commands.cli import main
 from capgap.laws import load_law
-from capgap.store import RunStore, write_csv_runs
-from capgap.synthetic import synthetic_runs
+from capgap.runs.store import RunStore, write_csv_runs
+from capgap.runs.synthetic import synthetic_runs
 
 STUDENTS = [20_000_000, 45_000_000, 100_000_000, 220_000_000, 500_000_000]
 REQUIRED_KEYS = {"law", "coefficients", "intervals", "optima", "size_measure", "metric", "n_runs", "student_range",
@@ -221,9 +221,9 @@ def test_out_in_a_missing_folder_is_refused_before_fitting(capsys, store, tmp_pa
 def test_a_fit_killed_while_writing_leaves_the_old_law_file_and_no_half(store, tmp_path, monkeypatch):
     import os
 
-    from capgap.lawfit import fit_law
+    from capgap.fit.law_fit import fit_law
     from capgap.laws.base import save_law
-    from capgap.store import load_runs
+    from capgap.runs.store import load_runs
 
     out_path = tmp_path / "law.json"
     out_path.write_text("previous law\n")

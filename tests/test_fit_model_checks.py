@@ -4,14 +4,14 @@ law's location against the students' own optima. Each check says so first and wi
 import numpy as np
 import pytest
 
-from capgap.dsl_synthetic import dsl_ladder_runs, dsl_true_optimum
-from capgap.groups import group_runs
-from capgap.lack_of_fit import location_misfit
-from capgap.lawfit import fit_law
+from capgap.laws.dsl_synthetic import dsl_ladder_runs, dsl_true_optimum
+from capgap.runs.groups import group_runs
+from capgap.fit.lack_of_fit import location_misfit
+from capgap.fit.law_fit import fit_law
 from capgap.laws.curve import Centre, affordable_space
 from capgap.laws.ratio import RatioLaw
-from capgap.onestage import fit_point, shape_curve, skewed_square
-from capgap.synthetic import synthetic_runs
+from capgap.fit.onestage import fit_point, shape_curve, skewed_square
+from capgap.runs.synthetic import synthetic_runs
 
 
 def test_skewed_square_is_the_linex_curve_and_the_parabola_without_skew():

@@ -4,13 +4,13 @@ answers, more runs never a refusal, and a point fit that is the global minimum o
 import numpy as np
 import pytest
 
-from capgap.dsl_synthetic import dsl_ladder_runs, dsl_true_optimum
-from capgap.groups import group_runs
-from capgap.lawfit import fit_law
+from capgap.laws.dsl_synthetic import dsl_ladder_runs, dsl_true_optimum
+from capgap.runs.groups import group_runs
+from capgap.fit.law_fit import fit_law
 from capgap.laws.curve import Centre, affordable_space
-from capgap.onestage import fit_point, location_comb
-from capgap.recommendation import recommend
-from capgap.synthetic import synthetic_runs
+from capgap.fit.onestage import fit_point, location_comb
+from capgap.recommender.answer import recommend
+from capgap.runs.synthetic import synthetic_runs
 
 
 def test_a_curve_of_the_published_law_is_covered_or_flagged():
@@ -98,7 +98,7 @@ def test_a_free_curvature_ratio_cannot_fit_a_lone_rung_beside_the_optimum_exactl
     # optimum next to a lone rung cost nothing; the ratio of the two curvatures now stays within the shared
     # ratio's bounds (1/10 to 10).
     from capgap.laws.ratio import RatioLaw
-    from capgap.onestage import FREE_RATIO_LIMIT, SearchSpace
+    from capgap.fit.onestage import FREE_RATIO_LIMIT, SearchSpace
 
     runs = synthetic_runs(ratio=8.0, students=[1e8], multiples=(4.0, 8.0, 16.0, 32.0, 64.0, 128.0), noise=0.0,
                           asymmetry=1.0, seed=1, with_teacher_loss=False)

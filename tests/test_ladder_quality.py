@@ -1,7 +1,7 @@
 """Teacher-quality inversions: which larger teacher is not better than a smaller one."""
 
-from capgap.ladder_quality import Teacher, inversions, teacher_inversions
-from capgap.records import RunRecord
+from capgap.runs.ladder_quality import Teacher, inversions, teacher_inversions
+from capgap.runs.records import RunRecord
 
 
 def test_a_larger_teacher_no_better_than_the_best_smaller_one_is_an_inversion():

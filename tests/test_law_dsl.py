@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from capgap.dsl_synthetic import DEFAULT_TEACHERS, dsl_synthetic_runs
-from capgap.errors import InputError
+from capgap.laws.dsl_synthetic import DEFAULT_TEACHERS, dsl_synthetic_runs
+from capgap.core.errors import InputError
 from capgap.laws import dsl
 from capgap.laws.base import FitOptions, UnfittedLawWarning, load_law, save_law
 
@@ -208,7 +208,7 @@ def test_total_sizes_and_unknown_teacher_tokens_are_stated(synthetic_runs):
 
 
 def test_known_ladder_totals_convert_to_nonembed():
-    from capgap.ladders import KNOWN_LADDERS
+    from capgap.sizes.ladders import KNOWN_LADDERS
 
     pythia = {m.name: m for m in KNOWN_LADDERS["pythia"]}
     student = pythia["pythia-160m"]
@@ -227,7 +227,7 @@ def test_known_ladder_totals_convert_to_nonembed():
 
 @pytest.mark.slow
 def test_capgap_fit_law_dsl_end_to_end(run_cli, tmp_path, synthetic_runs):
-    from capgap.store import RunStore
+    from capgap.runs.store import RunStore
 
     store = tmp_path / "runs.jsonl"
     RunStore(store).extend(synthetic_runs)
@@ -247,9 +247,9 @@ def test_capgap_fit_law_dsl_end_to_end(run_cli, tmp_path, synthetic_runs):
 
 def test_dsl_fit_on_the_small_cpu_store_says_what_it_could_not_pin_down():
     # The case: 11 pruned runs left B2, beta2 and alpha2 at their bounds with zero-width intervals, silently.
-    from capgap.lawfit import fit_law
+    from capgap.fit.law_fit import fit_law
     from capgap.laws import shipped_law_path
-    from capgap.store import load_runs
+    from capgap.runs.store import load_runs
 
     runs = load_runs([shipped_law_path("cpu-demo").parent.parent / "runs" / "shakespeare-ladder.jsonl"])
     law = fit_law(runs, law="dsl", student_init="pruned", bootstrap=20)

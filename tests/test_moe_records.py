@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from capgap.cli import main
-from capgap.errors import InputError
-from capgap.groups import group_runs
-from capgap.records import RunRecord, run_id_for
+from capgap.commands.cli import main
+from capgap.core.errors import InputError
+from capgap.runs.groups import group_runs
+from capgap.runs.records import RunRecord, run_id_for
 
 OLD_LINE = {"run_id": "", "family": "gpt2", "student_params": 50_000, "teacher_params": 174_000, "tokens": 250_000,
             "student_init": "pruned", "seed": 0, "metrics": {"eval_loss": 4.6}, "source": "capgap"}
@@ -39,7 +39,7 @@ def test_a_record_from_before_the_kinds_loads_dense_with_its_old_id() -> None:
 
 
 def test_moe_records_round_trip_and_validate(tmp_path: Path) -> None:
-    from capgap.store import RunStore, read_csv_runs, write_csv_runs
+    from capgap.runs.store import RunStore, read_csv_runs, write_csv_runs
 
     record = _moe()
     assert record.run_id != RunRecord.model_validate({**OLD_LINE, "student_params": 62_000}).run_id
@@ -97,10 +97,10 @@ def test_kinds_are_separate_groups_even_at_one_size() -> None:
 
 
 def test_fit_by_kind_marks_the_law_and_recommend_answers_from_it(tmp_path: Path, capsys) -> None:
-    from capgap.kinds import law_kinds
-    from capgap.lawfit import fit_law
+    from capgap.runs.kinds import law_kinds
+    from capgap.fit.law_fit import fit_law
     from capgap.laws.base import load_law, save_law
-    from capgap.store import RunStore
+    from capgap.runs.store import RunStore
 
     runs = _curve_runs("dense", 3.0) + _curve_runs("moe", 3.0)
     with pytest.raises(InputError, match="no runs of student kind 'moe'; the runs have: dense"):
@@ -132,7 +132,7 @@ def test_fit_by_kind_marks_the_law_and_recommend_answers_from_it(tmp_path: Path,
 
 
 def test_recommend_moe_without_a_moe_law_says_so_first(capsys) -> None:
-    from capgap.recommendation import recommend
+    from capgap.recommender.answer import recommend
 
     assert main(["recommend", "--student", "28M", "--student-kind", "moe"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -147,7 +147,7 @@ def test_recommend_moe_without_a_moe_law_says_so_first(capsys) -> None:
 
 
 def test_evidence_labels_minimoe_rows_moe() -> None:
-    from capgap.evidence import evidence
+    from capgap.recommender.evidence import evidence
 
     found = {c.student: c for c in evidence()}
     moe = found["MiniMoE-3L-384H"]
@@ -157,8 +157,8 @@ def test_evidence_labels_minimoe_rows_moe() -> None:
 
 
 def test_pareto_puts_moe_students_on_active_compute_with_total_size_in_the_label() -> None:
-    from capgap.pareto import MOE_COMPUTE_LABEL, pareto_from_runs
-    from capgap.sizes import distill_flops
+    from capgap.plots.pareto import MOE_COMPUTE_LABEL, pareto_from_runs
+    from capgap.sizes.units import distill_flops
 
     moe = _moe()
     result = pareto_from_runs([moe, RunRecord.model_validate(OLD_LINE)])
@@ -170,7 +170,7 @@ def test_pareto_puts_moe_students_on_active_compute_with_total_size_in_the_label
 
 def test_the_runs_figure_calls_only_moe_students_active_and_reads_ratios_plainly() -> None:
     # It labelled dense students "S = 50k active" beside MoE ones, and its ratio axis read 2×10⁰.
-    from capgap.plots import runs_figure
+    from capgap.plots.figures import runs_figure
 
     figure = runs_figure(_curve_runs("dense", 3.0) + _curve_runs("moe", 3.0))
     ax = figure.axes[0]

@@ -12,9 +12,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from capgap.cli import main  # noqa: E402
-from capgap.sizes import distill_flops  # noqa: E402
-from capgap.store import RunStore  # noqa: E402
+from capgap.commands.cli import main  # noqa: E402
+from capgap.sizes.units import distill_flops  # noqa: E402
+from capgap.runs.store import RunStore  # noqa: E402
 from test_measure_sweep import _refused  # noqa: E402  (one line, exit 2, nothing written)
 
 LADDER_FLAGS = ["--family", "gpt2", "--sizes", "L1-d64,L2-d64", "--tokens", "8k", "--vocab-size", "300",
@@ -93,7 +93,7 @@ def test_bad_moe_flags_are_refused(flags: list[str], says: str, tiny_corpus: Pat
 
 
 def test_a_family_without_an_mlp_to_split_is_refused(tmp_path: Path, capsys) -> None:
-    from capgap.errors import InputError
+    from capgap.core.errors import InputError
     from capgap.measure.moe import check_family, to_moe
 
     with pytest.raises(InputError, match="no MLP to split into experts in a model of type 'llama'"):

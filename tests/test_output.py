@@ -1,4 +1,4 @@
-"""capgap.output as root, as CI runs: files replaced atomically, devices and FIFOs written through,
+"""capgap.core.output as root, as CI runs: files replaced atomically, devices and FIFOs written through,
 symlinks followed, folders and kernel trees refused before any work, with one line and exit 2."""
 
 import os
@@ -7,10 +7,10 @@ import threading
 
 import pytest
 
-from capgap.errors import InputError
-from capgap.output import check_output, write_output
-from capgap.records import RunRecord
-from capgap.store import RunStore
+from capgap.core.errors import InputError
+from capgap.core.output import check_output, write_output
+from capgap.runs.records import RunRecord
+from capgap.runs.store import RunStore
 
 
 def test_regular_file_is_replaced_whole_keeping_its_permissions(tmp_path):

@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from capgap.errors import InputError
-from capgap.pareto import RUN_COMPUTE_LABEL, non_dominated, pareto, pareto_from_runs
-from capgap.records import RunRecord
-from capgap.sizes import distill_flops
+from capgap.core.errors import InputError
+from capgap.plots.pareto import RUN_COMPUTE_LABEL, non_dominated, pareto, pareto_from_runs
+from capgap.runs.records import RunRecord
+from capgap.sizes.units import distill_flops
 
 REPO = Path(__file__).resolve().parents[1]
 MINIMA = REPO / "data" / "reference" / "minima_family_benchmarks.csv"

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from capgap.cli import main
-from capgap.errors import InputError
-from capgap.ladders import LadderModel
-from capgap.plan import PLAN_COLUMNS, plan_runs, read_plan_csv, write_plan_csv
-from capgap.sizes import distill_flops
-from capgap.synthetic import synthetic_runs
+from capgap.commands.cli import main
+from capgap.core.errors import InputError
+from capgap.sizes.ladders import LadderModel
+from capgap.plan.planner import PLAN_COLUMNS, plan_runs, read_plan_csv, write_plan_csv
+from capgap.sizes.units import distill_flops
+from capgap.runs.synthetic import synthetic_runs
 
 S = 100_000_000
 LADDER = [LadderModel(name=f"T{i:02d}", params=int(S * m)) for i, m in enumerate(np.geomspace(1.25, 200, 16))]
@@ -112,7 +112,7 @@ def test_end_to_end_plan_measure_fit_plan(tiny_corpus: Path, tmp_path: Path, cap
     """plan (prior) -> measure --plan -> fit -> plan again, conditioned on the first plan's runs."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    from capgap.store import RunStore
+    from capgap.runs.store import RunStore
 
     torch.set_num_threads(1)
     ladder = tmp_path / "ladder"
@@ -150,7 +150,7 @@ def test_end_to_end_plan_measure_fit_plan(tiny_corpus: Path, tmp_path: Path, cap
 
 
 def _scorer(monkeypatch, robust: bool):
-    import capgap.plan_scoring as scoring
+    import capgap.plan.scoring as scoring
 
     monkeypatch.setattr(scoring, "ROBUST_SHAPE", robust)
     model, _, rows, _ = scoring.prior_model([], [(S, 20 * S)], 0, "total")
@@ -160,10 +160,10 @@ def _scorer(monkeypatch, robust: bool):
 
 def _fits_own_count(students_rungs: dict[int, list[int]]):
     """(shared ratio, far shape, residual df) of the curves `capgap fit` chooses for runs at these ladder rungs."""
-    from capgap.groups import group_runs
+    from capgap.runs.groups import group_runs
     from capgap.laws.base import law_class
     from capgap.laws.curve import Centre, affordable_space
-    from capgap.onestage import degrees_of_freedom
+    from capgap.fit.onestage import degrees_of_freedom
 
     runs = [r for student, rungs in students_rungs.items() for k, i in enumerate(rungs) for r in synthetic_runs(
         ratio=2.5, students=[student], teachers=[LADDER[i].params], noise=0.01, seed=k)]  # a repeat: a new seed
@@ -194,7 +194,7 @@ def test_a_decade_wide_design_pays_for_the_far_shape_the_fit_would_not_check(mon
 
 
 def test_a_student_with_few_teachers_is_scored_with_the_shared_ratio_the_fit_would_use() -> None:
-    import capgap.plan_scoring as scoring
+    import capgap.plan.scoring as scoring
 
     small, large = S // 2, S
     targets = [scoring.Target(small, 20 * small, 0), scoring.Target(large, 20 * large, 1)]
@@ -220,7 +220,7 @@ def test_a_student_with_few_teachers_is_scored_with_the_shared_ratio_the_fit_wou
 
 
 def test_exchange_never_leaves_a_batch_worse_than_the_greedy_one(monkeypatch) -> None:
-    import capgap.plan as plan
+    import capgap.plan.planner as plan
 
     runs = _runs([1.25, 1.6, 2.0, 2.5, 3.2, 4.0, 5.0, 6.4], noise=0.02)  # a narrow ladder, a noisy shallow curve
     monkeypatch.setattr(plan, "EXCHANGE_STARTS", 0)
@@ -246,7 +246,7 @@ def test_a_cold_start_forecasts_no_interval_from_an_assumed_curve_depth() -> Non
 
 
 def test_a_batch_that_never_reaches_the_optimum_is_credited_nothing() -> None:
-    import capgap.plan_scoring as scoring
+    import capgap.plan.scoring as scoring
 
     # Every draw puts the optimum at 2.5x; the prior on ln r has sd 1.
     model = scoring.prior_model_at(np.full(4, math.log(2.5)), [scoring.Target(S, 20 * S, 0)], 1.0)
@@ -278,7 +278,7 @@ def test_the_fits_warnings_come_first_and_init_selects_runs(capsys) -> None:
 
 
 def test_the_shipped_study_plans_from_its_fit(capsys) -> None:
-    from capgap.resources import data_path
+    from capgap.core.resources import data_path
 
     runs, ladder = data_path("runs", "shakespeare-study.jsonl"), data_path("runs", "shakespeare-study-ladder.csv")
     assert main(["plan", str(runs), "--student", "50k", "--teachers", str(ladder), "--runs-budget", "4",
@@ -304,8 +304,8 @@ def test_a_one_sided_fit_plans_beyond_its_bound_with_the_runs_so_far(capsys) -> 
 
 
 def test_the_cold_start_lookahead_prefers_a_first_batch_that_sets_up_the_second() -> None:
-    import capgap.plan as plan
-    import capgap.plan_scoring as scoring
+    import capgap.plan.planner as plan
+    import capgap.plan.scoring as scoring
 
     model, prior, rows, targets = scoring.prior_model([], [(S, 20 * S)], 0, "total")
     logs = np.log([m.params for m in LADDER])

@@ -5,12 +5,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from capgap.errors import InputError
+from capgap.core.errors import InputError
 from capgap.laws.base import LawFile, StudentOptimum, law_from_file, save_law
-from capgap.pareto import pareto
-from capgap.plots import REFERENCE_RATIO, law_figure, pareto_figure, runs_figure
-from capgap.store import RunStore
-from capgap.synthetic import synthetic_runs
+from capgap.plots.pareto import pareto
+from capgap.plots.figures import REFERENCE_RATIO, law_figure, pareto_figure, runs_figure
+from capgap.runs.store import RunStore
+from capgap.runs.synthetic import synthetic_runs
 
 REPO = Path(__file__).resolve().parents[1]
 MINIMA = REPO / "data" / "reference" / "minima_family_benchmarks.csv"
@@ -92,7 +92,7 @@ def test_runs_figure_one_point_per_run_at_its_ratio(tmp_path, runs):
 
 def test_runs_figure_joins_students_pruned_to_one_target_and_splits_inits():
     # pruning to one target from different teachers leaves a few parameters' difference
-    from capgap.records import RunRecord
+    from capgap.runs.records import RunRecord
 
     runs = [RunRecord(student_params=s, teacher_params=t, student_init=init, metrics={"eval_loss": loss})
             for s, t, loss in ((55_966, 173_824, 5.6), (56_002, 123_840, 5.7), (56_024, 940_800, 5.8))
@@ -122,7 +122,7 @@ def test_law_figure_right_panel(runs, law):
 @pytest.fixture(scope="module")
 def fitted():
     """A ratio law fitted on pruned runs, and those runs with scratch ones beside them."""
-    from capgap.lawfit import fit_law
+    from capgap.fit.law_fit import fit_law
 
     pruned = synthetic_runs(students=STUDENTS, seed=3, repeats=2)
     scratch = synthetic_runs(students=STUDENTS, seed=4, student_init="scratch")
@@ -183,7 +183,7 @@ def test_law_figure_without_runs_says_so(law):
 
 
 def test_reference_law_draws_its_own_curve_and_says_it_has_no_runs():
-    from capgap.lawfiles import resolve_law
+    from capgap.laws.files import resolve_law
 
     figure = law_figure(resolve_law("default")[0])
     left, right = figure.axes[:2]

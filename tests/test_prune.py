@@ -7,11 +7,11 @@ import torch
 from transformers import (AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, GPTNeoXConfig,
                           GPTNeoXForCausalLM)
 
-from capgap.errors import InputError
+from capgap.core.errors import InputError
 from capgap.measure.prune import (MaskImportance, compute_importance, plan_shape, prune_by_sparsity,
                                   prune_to_params)
 from capgap.measure.students import student_config
-from capgap.sizes import count_params
+from capgap.sizes.units import count_params
 
 VOCAB, HIDDEN, HEADS, LAYERS, INNER, SEQ = 128, 64, 4, 2, 256, 32
 HEAD_DIM = HIDDEN // HEADS

@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 
 import capgap
-import capgap.lawfiles
-from capgap.cli import main
-from capgap.lawfiles import shipped_law_path
-from capgap.errors import InputError
-from capgap.ladders import KNOWN_LADDERS, LadderModel
+import capgap.laws.files
+from capgap.commands.cli import main
+from capgap.laws.files import shipped_law_path
+from capgap.core.errors import InputError
+from capgap.sizes.ladders import KNOWN_LADDERS, LadderModel
 from capgap.laws.base import LawFile, TeacherEstimate, law_from_file, register_law
-from capgap.recommendation import Recommendation, recommend
+from capgap.recommender.answer import Recommendation, recommend
 
 TEST_FAMILY = "test_recommend_ratio"
 
@@ -307,7 +307,7 @@ class Law:
 
 law = sys.modules["capgap.laws.base"].law_from_file(LawFile(law="subprocess_ratio", coefficients={}))
 rec = capgap.recommend("1.3B", law=law, ladder="pythia", available_teacher="12B", budget="1e21")
-from capgap.cli import main
+from capgap.commands.cli import main
 assert main(["recommend", "--student", "1.3B", "--law", sys.argv[1], "--json"]) == 0
 heavy = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "transformers", "pandas", "scipy", "matplotlib"})
 assert not heavy, heavy
@@ -592,7 +592,7 @@ def test_brute_force_names_one_candidate_once():
 
 
 def test_plots_do_not_import_the_recommender():
-    code = "import sys, capgap.plots; assert not any(m.startswith('capgap.recommendation') for m in sys.modules)"
+    code = "import sys, capgap.plots.figures; assert not any(m.startswith('capgap.recommender.answer') for m in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
 
@@ -602,12 +602,12 @@ def test_shipped_busbridge_law_is_the_published_constants():
 
     shipped = json.loads(shipped_law_path("busbridge2025").read_text())
     assert shipped["coefficients"] == PUBLISHED and shipped["size_measure"] == "nonembed"
-    law, _ = capgap.lawfiles.resolve_law("busbridge2025")
+    law, _ = capgap.laws.files.resolve_law("busbridge2025")
     assert law.optimal_teacher(1e9).estimate == pytest.approx(published_law().optimal_teacher(1e9).estimate, rel=1e-12)
 
 
 def test_evidence_sets_observations_beside_each_law():
-    from capgap.evidence import evidence
+    from capgap.recommender.evidence import evidence
 
     found = {(c.study, c.student, c.metric): {v.law: v for v in c.verdicts} for c in evidence()}
     minima = found[("MiniMA ablation", "MiniMA-3B", "mmlu_5shot")]
@@ -650,7 +650,7 @@ def test_default_law_json_from_the_real_command():
 
 def test_with_a_ratio_law_fitted_on_synthetic_runs(tmp_path):
     from capgap.laws.base import save_law
-    from capgap.synthetic import synthetic_runs
+    from capgap.runs.synthetic import synthetic_runs
 
     path = tmp_path / "fitted.json"
     save_law(capgap.fit_law(synthetic_runs(ratio=2.5, seed=1), law="ratio", bootstrap=30), path)
@@ -665,9 +665,9 @@ def test_with_a_ratio_law_fitted_on_synthetic_runs(tmp_path):
 def test_an_exact_fits_bracket_is_not_called_a_90_percent_interval():
     # Three runs of one student, the middle teacher best: the fit is exact, and its low-high only the measured
     # teachers either side of the best. recommend used to print it as a "90% interval".
-    from capgap.lawfit import fit_law
-    from capgap.recommend_text import format_recommendation
-    from capgap.synthetic import synthetic_runs
+    from capgap.fit.law_fit import fit_law
+    from capgap.recommender.text import format_recommendation
+    from capgap.runs.synthetic import synthetic_runs
 
     runs = synthetic_runs(ratio=2.5, students=[1e8], multiples=(1.5, 2.5, 4.0), noise=0.0005, seed=3,
                           with_teacher_loss=False)

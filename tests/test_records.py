@@ -3,8 +3,8 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from capgap.errors import InputError
-from capgap.records import RunRecord, metric_direction, record_from_dict, unknown_direction_warning
+from capgap.core.errors import InputError
+from capgap.runs.records import RunRecord, metric_direction, record_from_dict, unknown_direction_warning
 
 
 def make(**overrides):
@@ -89,8 +89,8 @@ def test_size_by_measure():
 def test_validation_errors_name_the_fields_meaning_not_pydantics_wording():
     import pytest
 
-    from capgap.errors import InputError
-    from capgap.records import record_from_dict
+    from capgap.core.errors import InputError
+    from capgap.runs.records import record_from_dict
 
     base = {"family": "gpt2", "student_params": 1000, "teacher_params": 2000}
     with pytest.raises(InputError) as missing:

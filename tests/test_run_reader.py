@@ -6,10 +6,10 @@ import os
 
 import pytest
 
-from capgap.errors import InputError
-from capgap.records import FailedRun, RunRecord
-from capgap.run_reader import DuplicateRunWarning, FailedRunWarning, TornLineWarning
-from capgap.store import RunStore, load_runs
+from capgap.core.errors import InputError
+from capgap.runs.records import FailedRun, RunRecord
+from capgap.runs.reader import DuplicateRunWarning, FailedRunWarning, TornLineWarning
+from capgap.runs.store import RunStore, load_runs
 
 
 def _store(tmp_path, n=10):

@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
-from capgap.resources import data_path
-from capgap.shipped import shipped_data, shipped_path
+from capgap.core.resources import data_path
+from capgap.commands.shipped import shipped_data, shipped_path
 
 
 def test_every_kind_ships_and_every_file_exists():

@@ -1,8 +1,8 @@
 import pytest
 
-from capgap.errors import InputError
-from capgap.ladders import KNOWN_LADDERS, get_ladder, read_ladder_csv
-from capgap.sizes import count_params, distill_flops, format_size, gpt2_config, parse_size
+from capgap.core.errors import InputError
+from capgap.sizes.ladders import KNOWN_LADDERS, get_ladder, read_ladder_csv
+from capgap.sizes.units import count_params, distill_flops, format_size, gpt2_config, parse_size
 
 EXACT_TOTALS = {
     "gpt2": 124_439_808, "gpt2-medium": 354_823_168, "gpt2-large": 774_030_080, "gpt2-xl": 1_557_611_200,

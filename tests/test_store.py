@@ -9,9 +9,9 @@ import warnings
 import pandas as pd
 import pytest
 
-from capgap.errors import InputError
-from capgap.records import RunRecord
-from capgap.store import RunStore, TornLineWarning, load_runs, read_csv_runs
+from capgap.core.errors import InputError
+from capgap.runs.records import RunRecord
+from capgap.runs.store import RunStore, TornLineWarning, load_runs, read_csv_runs
 
 
 def make(i: int, **overrides) -> RunRecord:
@@ -81,8 +81,8 @@ def test_torn_last_line_is_reported_and_skipped_never_merged(tmp_path):
 
 KILLED_WRITER = """
 import sys
-from capgap.records import RunRecord
-from capgap.store import RunStore
+from capgap.runs.records import RunRecord
+from capgap.runs.store import RunStore
 store = RunStore(sys.argv[1])
 for i in range(100000):
     store.append(RunRecord(student_params=1000 + i, teacher_params=10**7, metrics={"eval_loss": 1.0}))
@@ -188,7 +188,7 @@ def test_unwritable_store_is_a_clear_error(tmp_path):
 
 
 def test_an_append_reads_only_what_was_added_since_the_last_one(tmp_path, monkeypatch):
-    import capgap.store as store_module
+    import capgap.runs.store as store_module
 
     path = tmp_path / "runs.jsonl"
     RunStore(path).extend([make(i) for i in range(200)])  # a long sweep's store so far

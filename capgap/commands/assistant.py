@@ -8,7 +8,7 @@ import sys
 
 from capgap.commands.ladder import add_training_flags, train_config
 from capgap.measure.config import EVAL_TOKENS, AssistantConfig, TrainConfig
-from capgap.sizes import format_size, parse_size
+from capgap.sizes.units import format_size, parse_size
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -12,7 +12,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def data_command(args: argparse.Namespace) -> int:
-    from capgap.shipped import data_lines, shipped_data
+    from capgap.commands.shipped import data_lines, shipped_data
 
     if args.json:
         import json

@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def evidence_command(args: argparse.Namespace) -> int:
     import json
 
-    from capgap.evidence import evidence
+    from capgap.recommender.evidence import evidence
 
     found = evidence(args.tolerance)
     if args.json:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from capgap.shipped import shipped_path
+from capgap.commands.shipped import shipped_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from capgap.lawfit import law_choices
+    from capgap.fit.law_fit import law_choices
 
     fit = subparsers.add_parser("fit", help="fit the law of capacity gap to runs (.jsonl stores, .csv tables)")
     fit.add_argument("runs", nargs="+", type=shipped_path, metavar="RUNS",
@@ -37,10 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def fit_command(args: argparse.Namespace) -> int:
-    from capgap.lawfit import fit_law
+    from capgap.fit.law_fit import fit_law
     from capgap.laws.base import save_law
-    from capgap.output import check_output
-    from capgap.store import load_runs
+    from capgap.core.output import check_output
+    from capgap.runs.store import load_runs
 
     if args.out:  # refuse before minutes of fitting, not after
         check_output(args.out, what="law file")
@@ -59,7 +59,7 @@ def fit_command(args: argparse.Namespace) -> int:
 
 
 def _interval(low: float | None, high: float | None, form=None) -> str:
-    from capgap.sizes import format_size
+    from capgap.sizes.units import format_size
 
     form = form or format_size
     if low is not None and high is not None:
@@ -73,13 +73,13 @@ def _interval(low: float | None, high: float | None, form=None) -> str:
 
 def report(law, paths: list[str]) -> str:
     """The short text report: warnings first, then the law with intervals, the optima, goodness, the model choice."""
-    from capgap.kinds import law_kinds
-    from capgap.onestage import far_shapes
-    from capgap.sizes import format_size
+    from capgap.runs.kinds import law_kinds
+    from capgap.fit.onestage import far_shapes
+    from capgap.sizes.units import format_size
 
     file = law.file
     diagnostics = file.diagnostics
-    # An MoE student is placed by its active size (capgap.kinds), whatever the size measure of the dense ones.
+    # An MoE student is placed by its active size (capgap.runs.kinds), whatever the size measure of the dense ones.
     active = " (MoE students: active sizes)" if "moe" in law_kinds(file) else ""
     lines = [f"capgap fit: {file.n_runs} runs from {', '.join(paths)}; {file.metric} ({file.direction} is better), "
              f"{file.size_measure} sizes{active}"]

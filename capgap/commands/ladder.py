@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from capgap.measure.config import CORPUS, EVAL_TOKENS, LadderConfig, TrainConfig
-from capgap.sizes import format_size, parse_size
+from capgap.sizes.units import format_size, parse_size
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -7,9 +7,9 @@ import os
 import sys
 
 from capgap.commands.ladder import add_training_flags, train_config
-from capgap.errors import InputError
+from capgap.core.errors import InputError
 from capgap.measure.config import DEFAULT_EXPERTS, DEFAULT_TOP_K, EVAL_TOKENS, MeasureConfig, TrainConfig
-from capgap.sizes import format_size, parse_size
+from capgap.sizes.units import format_size, parse_size
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

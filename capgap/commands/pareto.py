@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from capgap.shipped import shipped_path
+from capgap.commands.shipped import shipped_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,17 +33,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def pareto_command(args: argparse.Namespace) -> int:
-    from capgap.pareto import pareto
+    from capgap.plots.pareto import pareto
 
     if args.out:  # a figure path that cannot be written is refused before the table is read
-        from capgap.plots import figure_format
+        from capgap.plots.figures import figure_format
 
         figure_format(args.out)
     perf = [c.strip() for c in args.perf.split(",") if c.strip()] if args.perf else None
     result = pareto(args.table, compute=args.compute, perf=perf, lower_is_better=args.lower_is_better,
                     name=args.name, size=args.size)
     if args.out:
-        from capgap.plots import pareto_figure
+        from capgap.plots.figures import pareto_figure
 
         pareto_figure(result, args.out)
     if args.json:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from capgap.shipped import shipped_path
-from capgap.sizes import format_size, parse_size
+from capgap.commands.shipped import shipped_path
+from capgap.sizes.units import format_size, parse_size
 
 
 def _sizes(text: str) -> list[int]:
@@ -39,9 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def plan_command(args: argparse.Namespace) -> int:
-    from capgap.output import check_output
-    from capgap.plan import plan_runs, write_plan_csv
-    from capgap.store import load_runs
+    from capgap.core.output import check_output
+    from capgap.plan.planner import plan_runs, write_plan_csv
+    from capgap.runs.store import load_runs
 
     if args.out:  # refuse before the planning, not after
         check_output(args.out, what="plan")

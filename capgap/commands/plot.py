@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from capgap.shipped import shipped_path
+from capgap.commands.shipped import shipped_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def law_command(args: argparse.Namespace) -> int:
-    from capgap.plots import plot_law_file
+    from capgap.plots.figures import plot_law_file
 
     plot_law_file(args.law, runs=args.runs, path=args.out, all_runs=args.all_runs)
     print(f"wrote {args.out}")
@@ -36,7 +36,7 @@ def law_command(args: argparse.Namespace) -> int:
 
 
 def runs_command(args: argparse.Namespace) -> int:
-    from capgap.plots import plot_run_files
+    from capgap.plots.figures import plot_run_files
 
     plot_run_files(args.runs, metric=args.metric, path=args.out)
     print(f"wrote {args.out}")

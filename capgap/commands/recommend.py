@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-TEACHER_COSTS = ("none", "inference", "pretraining", "both")  # capgap.costs.TEACHER_COSTS, without importing it
+TEACHER_COSTS = ("none", "inference", "pretraining", "both")  # capgap.sizes.costs.TEACHER_COSTS, without importing it
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,8 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def recommend_command(args: argparse.Namespace) -> int:
-    from capgap.recommend_text import format_recommendation
-    from capgap.recommendation import recommend
+    from capgap.recommender.text import format_recommendation
+    from capgap.recommender.answer import recommend
 
     rec = recommend(args.student, law=args.law, ladder=args.ladder, size_measure=args.size_measure,
                     tokens=args.tokens, available_teacher=args.available_teacher, budget=args.budget,

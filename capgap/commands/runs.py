@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from capgap.shipped import shipped_path
-from capgap.errors import InputError
-from capgap.store import RunStore, load_runs, read_runs, records_frame, write_csv_runs
+from capgap.commands.shipped import shipped_path
+from capgap.core.errors import InputError
+from capgap.runs.store import RunStore, load_runs, read_runs, records_frame, write_csv_runs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def summary_line(path: str) -> str:
-    from capgap.groups import nominal_sizes
+    from capgap.runs.groups import nominal_sizes
 
     table = read_runs([path], strict=True)  # a torn line or a repeated run is an error here
     records = table.records
@@ -47,7 +47,7 @@ def summary_line(path: str) -> str:
     metrics = sorted({m for r in records for m in r.metrics})
     families = sorted({r.family for r in records})
     kinds = sorted({r.student_kind for r in records})
-    from capgap.sizes import format_size
+    from capgap.sizes.units import format_size
 
     kind_text = "" if kinds == ["dense"] else "; student kinds " + ", ".join(
         f"{kind} {sum(r.student_kind == kind for r in records)}" for kind in kinds)
@@ -79,7 +79,7 @@ def show_command(args: argparse.Namespace) -> int:
 
 
 def export_command(args: argparse.Namespace) -> int:
-    from capgap.output import check_output
+    from capgap.core.output import check_output
 
     check_output(args.csv, what="CSV")  # before reading the runs
     records = load_runs([args.file])

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from capgap.errors import InputError
+from capgap.core.errors import InputError
 
 if TYPE_CHECKING:
-    from capgap.records import RunRecord
+    from capgap.runs.records import RunRecord
 
 Censoring = Literal["at_least", "at_most"]
 SizeMeasure = Literal["total", "nonembed"]
@@ -73,7 +73,7 @@ class StudentOptimum(_Interval):
     censored: Censoring | None = None
     n_runs: int = 0
     teachers: list[int] = Field(default_factory=list)  # teacher sizes measured
-    # Measured teachers far from the best ones (capgap.one_sided.far_bracket) that the interval reaches: between
+    # Measured teachers far from the best ones (capgap.fit.one_sided.far_bracket) that the interval reaches: between
     # them where the optimum lies is the curve model's assumption. None: no such widening on that side.
     far_low: float | None = None
     far_high: float | None = None
@@ -148,11 +148,11 @@ class LawDiagnostics(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     formula: str = ""
     model: str = ""
-    # The curves' far shape (capgap.onestage.shape_curve): [s, alpha] left of the optimum, then right of it
+    # The curves' far shape (capgap.fit.onestage.shape_curve): [s, alpha] left of the optimum, then right of it
     # (older files: one [s, alpha] for both sides); s = 0: parabola.
     shape: list[float] | None = None
     asymmetry: float | None = None  # left/right curvature ratio shared by the groups (None: free per group, or skewed)
-    skew: float | None = None  # the curves' shared skew kappa (capgap.onestage.skewed_square); None: not skewed
+    skew: float | None = None  # the curves' shared skew kappa (capgap.fit.onestage.skewed_square); None: not skewed
     noise: float | None = None  # residual noise scale, metric units
     df: int | None = None  # residual degrees of freedom
     goodness: Goodness | None = None
@@ -186,7 +186,7 @@ class LawFile(BaseModel):
     level: float = 0.9
     provenance: str = ""
     fitted: bool = True  # False for a reference reading with no runs behind it
-    # A one-sided answer (capgap.one_sided): the coefficients are a bound on T*, not an estimate of it.
+    # A one-sided answer (capgap.fit.one_sided): the coefficients are a bound on T*, not an estimate of it.
     bound: Censoring | None = None
     regime: LawRegime = Field(default_factory=LawRegime)
     diagnostics: LawDiagnostics = Field(default_factory=LawDiagnostics)
@@ -305,24 +305,26 @@ def load_law(path: str | Path) -> Law:
 
 
 def save_law(law: Law, path: str | Path) -> None:
-    """Write the law file whole or not at all (capgap.output: atomic for files, written through for devices).
+    """Write the law file whole or not at all (capgap.core.output: atomic for files, written through for devices).
 
     A fit killed while writing leaves the old file (or none) and no half-written one.
     """
-    from capgap.output import write_output
+    from capgap.core.output import write_output
 
     write_output(path, law.file.model_dump_json(indent=2) + "\n", what="law file")
+
+
+# The modules of capgap/laws/ that register a law family (the others: this face, the curve model's shared
+# fitting, law files, regimes, synthetic runs).
+FAMILY_MODULES = ("dsl", "linear", "power", "power_tokens", "ratio")
 
 
 def _import_families(wanted: str | None = None) -> None:
     # Families register themselves on import; import them lazily to keep start-up fast:
     # only the wanted family's module when it has one, all of them otherwise.
     import importlib
-    import pkgutil
 
-    import capgap.laws as package
-
-    names = [m.name for m in pkgutil.iter_modules(package.__path__) if m.name != "base"]
+    names = FAMILY_MODULES
     if wanted in _LAW_CLASSES:
         return
     module = wanted.replace("-", "_") if wanted is not None else None  # power-tokens lives in power_tokens.py

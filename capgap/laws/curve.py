@@ -1,5 +1,5 @@
 """What the ratio, linear, power and power-tokens laws share: a location T*(S, D; theta) of the optimum,
-fitted in one pass over all runs by the one-stage model of ``capgap.onestage``.
+fitted in one pass over all runs by the one-stage model of ``capgap.fit.onestage``.
 
 A family defines only where the optimum is (``log_location``), its search box,
 its starting grid and how its internal parameters read as the coefficients the
@@ -15,15 +15,15 @@ from typing import ClassVar
 
 import numpy as np
 
-from capgap.errors import InputError
-from capgap.fit import quantile_interval
-from capgap.groups import MIN_TEACHERS, RunGroups, group_runs
+from capgap.core.errors import InputError
+from capgap.fit.solver import quantile_interval
+from capgap.runs.groups import MIN_TEACHERS, RunGroups, group_runs
 from capgap.laws.base import (BootstrapReport, FitOptions, Goodness, LawDiagnostics, LawFile, LawRegime,
                               TeacherEstimate, collapsed)
-from capgap.lack_of_fit import lack_of_fit, location_misfit
-from capgap.one_sided import edge_bound, edge_rung
-from capgap.records import RunRecord, ids_hash
-from capgap.sizes import format_size
+from capgap.fit.lack_of_fit import lack_of_fit, location_misfit
+from capgap.fit.one_sided import edge_bound, edge_rung
+from capgap.runs.records import RunRecord, ids_hash
+from capgap.sizes.units import format_size
 
 WIDE_INTERVAL = 100.0  # an interval wider than this factor bounds nothing a user can act on
 FAR_RATIO = 1e4  # an optimal teacher beyond 10^4x its student is not a finding but a broken fit
@@ -222,13 +222,13 @@ class CurveLaw:
     # -- fitting ------------------------------------------------------------
     @classmethod
     def fit(cls, runs: Sequence[RunRecord], options: FitOptions) -> CurveLaw:
-        """Fit this family to runs in one pass (see capgap.onestage), with intervals and self-checks."""
+        """Fit this family to runs in one pass (see capgap.fit.onestage), with intervals and self-checks."""
         return fit_groups(cls, group_runs(runs, options.metric, options.direction, options.size_measure), options)
 
     @classmethod
     def search_space(cls, groups: RunGroups, centre: Centre, n_shape: int = 0, shared_asymmetry: bool | None = None,
                      skew: bool = False, ratio: bool = True):
-        from capgap.onestage import SearchSpace
+        from capgap.fit.onestage import SearchSpace
 
         z_student = groups.log_student - centre.log_student
         z_tokens = np.nan_to_num(groups.log_tokens_per_param - centre.log_tokens_per_param)
@@ -262,10 +262,10 @@ def beyond_measured(optima, student: float, tokens: float | None, estimate: floa
     The ladder at ``student`` is read from the fitted groups' ladders, as multiples of their student,
     interpolated in ln S between the nearest fitted students (the groups nearest in tokens per parameter where
     tokens vary); for students outside the fitted range there is no such ladder, and None. Any estimate past
-    the edge counts, as for the per-student optima (capgap.optima), so that the answer at a fitted student is
+    the edge counts, as for the per-student optima (capgap.fit.optima), so that the answer at a fitted student is
     its listed optimum's: with a tolerance of half a rung, 13% of the answers on a ladder starting above every
     optimum were two-sided intervals there, some leaving the truth out. The bound is the edge rung, or its
-    neighbour where that lies more than DENSE_RUNG away (capgap.one_sided).
+    neighbour where that lies more than DENSE_RUNG away (capgap.fit.one_sided).
     """
     rows = ladders_like(optima, student, tokens)
     if not rows:
@@ -279,7 +279,7 @@ def beyond_measured(optima, student: float, tokens: float | None, estimate: floa
     low_at, high_at = at_student(rows, student, low), at_student(rows, student, high)
     ratio = np.log(estimate / student)
     for side, beyond in (("at_most", ratio < low_at), ("at_least", ratio > high_at)):
-        if beyond:  # the bound: each ladder's edge, or its neighbour where that is far (capgap.one_sided)
+        if beyond:  # the bound: each ladder's edge, or its neighbour where that is far (capgap.fit.one_sided)
             bounds = [np.log(edge_rung(o.teachers, side) / o.student_params) for o in rows]
             return side, float(student * np.exp(at_student(rows, student, bounds)))
     return None
@@ -326,13 +326,13 @@ def curve_options(groups: RunGroups, asymmetry: str = "ratio") -> list[tuple[int
 def affordable_space(cls: type[CurveLaw], groups: RunGroups, centre: Centre, asymmetry: str = "ratio"):
     """The richest curve model (``curve_options``) that leaves a residual degree of freedom (else none left,
     else the fit is refused), and a sentence for each simplification the runs forced."""
-    from capgap.onestage import degrees_of_freedom
+    from capgap.fit.onestage import degrees_of_freedom
 
     options = curve_options(groups, asymmetry)
     spaces = [cls.search_space(groups, centre, *option) for option in options]
     dfs = [degrees_of_freedom(groups, space) for space in spaces]
     # The richest model that leaves a degree of freedom, else the richest exact fit: its point is the curve
-    # through the runs, and its interval the measured teachers either side of the best (capgap.optima).
+    # through the runs, and its interval the measured teachers either side of the best (capgap.fit.optima).
     chosen = next((i for i, df in enumerate(dfs) if df >= 1), next((i for i, df in enumerate(dfs) if df >= 0), None))
     if chosen is None:
         simplest = spaces[-2]
@@ -372,8 +372,8 @@ def start_shape(start: dict[str, float], n_shape: int) -> list[float]:
 
 def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> CurveLaw:
     """The one-stage fit of ``cls`` to grouped runs: point, interval draws, optima, diagnostics."""
-    from capgap.onestage import degrees_of_freedom, fit_point
-    from capgap.optima import far_rung_warning, ladder_advice, read_optima
+    from capgap.fit.onestage import degrees_of_freedom, fit_point
+    from capgap.fit.optima import far_rung_warning, ladder_advice, read_optima
 
     bound = edge_bound(groups)
     if bound is not None:
@@ -474,12 +474,12 @@ def fitted_regime(groups: RunGroups) -> LawRegime:
 
 
 def one_sided_law(groups: RunGroups, bound, options: FitOptions) -> CurveLaw:
-    """The law a one-sided answer writes (capgap.one_sided): a bound on T*/S, whatever family was asked for, since
+    """The law a one-sided answer writes (capgap.fit.one_sided): a bound on T*/S, whatever family was asked for, since
     runs that locate no optimum cannot tell families apart; the warning saying so comes first."""
     from capgap.laws.base import law_class
-    from capgap.one_sided import bound_optima, bound_warning, ratio_bound
+    from capgap.fit.one_sided import bound_optima, bound_warning, ratio_bound
 
-    from capgap.optima import ladder_advice
+    from capgap.fit.optima import ladder_advice
 
     ratio = ratio_bound(groups, bound)
     students = [k.student_params for k in groups.keys]
@@ -516,7 +516,7 @@ class ModelFit:
 def _fit_model(cls: type[CurveLaw], groups: RunGroups, centre: Centre, options: FitOptions,
                asymmetry: str) -> ModelFit:
     """The point fit of one asymmetry model ("ratio": kinked left/right curvatures; "skew": one smooth skew)."""
-    from capgap.onestage import fit_point
+    from capgap.fit.onestage import fit_point
 
     space, simplified = affordable_space(cls, groups, centre, asymmetry)
     if options.start is not None:
@@ -557,7 +557,7 @@ def _fit_in_window(cls: type[CurveLaw], groups: RunGroups, centre: Centre, space
 
     Returns (point fit, the groups of the runs it used).
     """
-    from capgap.onestage import fit_point, window
+    from capgap.fit.onestage import fit_point, window
 
     point = fit_point(groups, space)
     used = np.ones(groups.n_runs, dtype=bool)
@@ -591,7 +591,7 @@ def draw_intervals(groups: RunGroups, point, options: FitOptions, inflation: flo
     Returns (the draws, the point fit): a sampler that finds a better fit than the point fit
     moves the point fit there first.
     """
-    from capgap.onestage import PROPOSALS, bootstrap, likelihood_draws, refine
+    from capgap.fit.onestage import PROPOSALS, bootstrap, likelihood_draws, refine
 
     rng = np.random.default_rng(options.seed)
     n = options.bootstrap

@@ -28,14 +28,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from capgap.errors import InputError
-from capgap.fit import (HUBER_DELTA, bootstrap_indices, grid_starts, huber, minimize_multistart, quantile_interval,
+from capgap.core.errors import InputError
+from capgap.fit.solver import (HUBER_DELTA, bootstrap_indices, grid_starts, huber, minimize_multistart, quantile_interval,
                         replicate_error)
 from capgap.laws.base import (BootstrapReport, Censoring, FitOptions, Goodness, LawDiagnostics, LawFile,
                               SizeMeasure, TeacherEstimate, register_law)
-from capgap.records import runs_hash
-from capgap.records import RunRecord
-from capgap.sizes import TOKENS_PER_PARAM, parse_size
+from capgap.runs.records import runs_hash
+from capgap.runs.records import RunRecord
+from capgap.sizes.units import TOKENS_PER_PARAM, parse_size
 
 SUPERVISED = ("E", "A", "B", "alpha", "beta", "gamma")
 DISTILLATION = ("A2", "B2", "alpha2", "beta2", "gamma2", "c0", "c1", "f1", "d1")
@@ -326,7 +326,7 @@ class DSLLaw:
         return _extrapolation_text([(float(student_params), self._tokens(student_params, tokens))], self, side)
 
     def held_out_curve(self, runs: Sequence[RunRecord]) -> tuple[np.ndarray, np.ndarray]:
-        """For auto's cross-validation (capgap.lawfit): per run, the law's predicted loss from its teacher's
+        """For auto's cross-validation (capgap.fit.law_fit): per run, the law's predicted loss from its teacher's
         measured loss, less the law's best for that student (>= 0), and whether the teacher is weaker than the
         optimal one (its loss above the optimal teacher loss)."""
         students = (_sizes(runs, "student", _nonembed_lookup()) if self.file.size_measure == "nonembed"
@@ -366,7 +366,7 @@ class DSLLaw:
 def _extrapolation_text(groups: Sequence[tuple[float, float]], law: DSLLaw, side: Censoring) -> str:
     """The extrapolation warning for student groups (size, tokens) whose optima lie on ``side`` of the measured
     teacher losses: what they need, what was measured, what is reported instead, and what to measure."""
-    from capgap.sizes import format_size
+    from capgap.sizes.units import format_size
 
     low, high = law.file.diagnostics.teacher_loss_range or (math.nan, math.nan)
     span = law.file.diagnostics.teacher_range or (math.nan, math.nan)
@@ -466,7 +466,7 @@ class _Runs:
 
 
 def _nonembed_lookup() -> dict[int, int]:
-    from capgap.ladders import KNOWN_LADDERS
+    from capgap.sizes.ladders import KNOWN_LADDERS
 
     return {m.params: m.params_nonembed for ladder in KNOWN_LADDERS.values() for m in ladder if m.params_nonembed}
 
@@ -739,7 +739,7 @@ def _lack_of_fit(held_out: float | None, in_sample: float, pure: float | None, m
 def _extrapolation_warnings(law: DSLLaw, data: _Runs) -> list[str]:
     """One warning per side for the student groups fitted on whose optimum lies outside the measured teacher
     losses; and one for interval ends dropped beyond the measured teachers."""
-    from capgap.sizes import format_size
+    from capgap.sizes.units import format_size
 
     groups = sorted(set(zip(data.student.tolist(), data.tokens.tolist())))
     out: list[str] = []

@@ -6,7 +6,7 @@ import numpy as np
 
 from capgap.laws.base import register_law
 from capgap.laws.curve import CurveLaw
-from capgap.onestage import grid_box
+from capgap.fit.onestage import grid_box
 
 EXPONENT_BOUNDS = (0.05, 5.0)
 

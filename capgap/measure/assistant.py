@@ -54,7 +54,7 @@ its student): the MiniDisc-style table. Every run id is derived from its
 configuration, and a record is appended only after its run (and checkpoint) is
 complete, so a killed job resumes without repeating or duplicating runs.
 
-FLOPs (capgap.sizes.distill_flops, evaluation not counted): the scoring run costs,
+FLOPs (capgap.sizes.units.distill_flops, evaluation not counted): the scoring run costs,
 per step of D tokens, 2*N_T*D (one teacher forward) + 6*D*sum(N_c of the sampled
 candidates); one chain per candidate costs sum over c of
 6*N_c*A + 2*N_T*A + 6*N_S*D + 2*N_c*D.
@@ -74,7 +74,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch.func import functional_call
 
-from capgap.errors import InputError
+from capgap.core.errors import InputError
 from capgap.measure import prune
 from capgap.measure.config import AssistantConfig, TrainConfig
 from capgap.measure.corpus import load_corpus
@@ -82,12 +82,12 @@ from capgap.measure.evaluate import eval_loss, read_lambada, wikitext2_ids, wiki
 from capgap.measure.loss import distill_loss
 from capgap.measure.models import checkpoint_fingerprint, family_of, load_pretrained, param_count
 from capgap.measure.students import student_config
-from capgap.measure.sweep import (Pair, Teacher, _check_store_writable, _PairRunner, _Prepared, resolve_teachers)
+from capgap.measure.sweep import Pair, PairRunner, PreparedCorpus, Teacher, check_store_writable, resolve_teachers
 from capgap.measure.tokenizer import encode, vocab_fingerprint
-from capgap.measure.train import _autocast, _optimizer, lr_at, plan_steps, resolve_device
-from capgap.records import RunRecord, run_id_for
-from capgap.sizes import ParamCount, distill_flops, format_size, parse_size
-from capgap.store import RunStore
+from capgap.measure.train import build_optimizer, lr_at, mixed_precision, plan_steps, resolve_device
+from capgap.runs.records import RunRecord, run_id_for
+from capgap.sizes.units import ParamCount, distill_flops, format_size, parse_size
+from capgap.runs.store import RunStore
 
 PERFORMANCE = "exp(teacher_loss - eval_loss)"  # m, stated in every record and output
 
@@ -268,10 +268,10 @@ def sandwich_gradients(sandwich: Sandwich, teacher: Any, batch: torch.Tensor, ch
     device = batch.device
     inputs, targets = batch[:, :-1], batch[:, 1:]
     total = 0.0
-    with torch.no_grad(), _autocast(device):
+    with torch.no_grad(), mixed_precision(device):
         teacher_logits = teacher(input_ids=inputs).logits
     for index in chosen:
-        with _autocast(device):
+        with mixed_precision(device):
             loss = distill_loss(sandwich.logits(index, inputs), teacher_logits, targets, alpha=config.alpha,
                                 temperature=config.temperature, vocab_size=config.vocab_size).total
         (loss * weight).backward()
@@ -292,7 +292,7 @@ def train_sandwich(sandwich: Sandwich, teacher: Any, train_ids: torch.Tensor, co
     sandwich.supernet.train()
     for c in sandwich.candidates:
         c.model.train()
-    optimizer = _optimizer(sandwich.supernet, config)
+    optimizer = build_optimizer(sandwich.supernet, config)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, steps, config))
     step_tokens = seqs_per_step * config.seq_len
     teacher_params = sandwich.teacher_params
@@ -425,7 +425,7 @@ class _Job:
             raise InputError(f"--temperature {recipe.temperature} must be positive")
         self.device = resolve_device(recipe.device)
         self.store_path = Path(config.store)
-        _check_store_writable(self.store_path)
+        check_store_writable(self.store_path)
         self.out = Path(config.out) if config.out else self.store_path.with_name(self.store_path.stem + "-assistants")
         if self.out.exists() and not self.out.is_dir():
             raise InputError("--out is a file; give a folder for the assistants' checkpoints", where=str(self.out))
@@ -444,13 +444,13 @@ class _Job:
         for tokens in {recipe.tokens, self.sandwich_recipe.tokens, self.alone_tokens}:
             plan_steps(replace(recipe, tokens=tokens), len(train_ids))  # corpus too small: refused now
         wikitext = wikitext2_ids(tokenizer, config.wikitext_tokens) if config.wikitext else None
-        self.data = _Prepared(tokenizer, train_ids, encode(tokenizer, text.heldout_text), wikitext)
+        self.data = PreparedCorpus(tokenizer, train_ids, encode(tokenizer, text.heldout_text), wikitext)
         self.vocab = len(tokenizer)
         self.corpus_name = text.name
         prepared = {self.teacher.family: self.data}
 
-        def runner(tokens: int) -> _PairRunner:
-            return _PairRunner(replace(recipe, tokens=tokens), self.device, prepared, lambada, config.eval_tokens,
+        def runner(tokens: int) -> PairRunner:
+            return PairRunner(replace(recipe, tokens=tokens), self.device, prepared, lambada, config.eval_tokens,
                                config.progress, text.name)
 
         self.student_runner = runner(recipe.tokens)
@@ -493,7 +493,7 @@ class _Job:
         return record
 
 
-def _distil_pair(job: _Job, runner: _PairRunner, teacher: Teacher, target: int, run_id: str, label: str,
+def _distil_pair(job: _Job, runner: PairRunner, teacher: Teacher, target: int, run_id: str, label: str,
                  save_to: Path | None = None, extra: dict[str, Any] | None = None) -> RunRecord:
     """One pruned student distilled from ``teacher`` by the sweep's runner (saved when asked), recorded once."""
     record = job.known(run_id, save_to)

@@ -11,8 +11,8 @@ import gzip
 from dataclasses import dataclass
 from pathlib import Path
 
-from capgap.errors import InputError
-from capgap.resources import data_root
+from capgap.core.errors import InputError
+from capgap.core.resources import data_root
 
 DATA_DIR = data_root()  # inside the installed package, or the checkout's data/
 CORPORA_DIR = DATA_DIR / "corpora"

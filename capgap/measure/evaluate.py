@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from capgap.errors import InputError
+from capgap.core.errors import InputError
 from capgap.measure.config import EVAL_TOKENS
 from capgap.measure.corpus import wikitext2_test_text
 from capgap.measure.tokenizer import encode

@@ -6,7 +6,7 @@ Hugging Face checkpoint (safetensors, config, tokenizer). ``DIR/ladder.csv``
 lists name, params, params_nonembed, path (relative to DIR), tokens,
 teacher_loss (held-out nats/token) and not_better_than: the smaller rung whose
 held-out loss this rung does not beat (empty when it is better than every
-smaller rung; capgap.ladder_quality). Rungs already listed with the same token
+smaller rung; capgap.runs.ladder_quality). Rungs already listed with the same token
 count are kept, so an interrupted ladder resumes where it stopped.
 """
 
@@ -19,16 +19,16 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from capgap.errors import InputError
-from capgap.ladder_quality import Teacher, inversions
+from capgap.core.errors import InputError
+from capgap.runs.ladder_quality import Teacher, inversions
 from capgap.measure.corpus import load_corpus
 from capgap.measure.evaluate import eval_loss
 from capgap.measure.models import FAMILIES, new_model, param_count, parse_spec, rung_config
 from capgap.measure.tokenizer import encode, gpt2_tokenizer, train_bpe
 from capgap.measure.config import LadderConfig
 from capgap.measure.train import plan_steps, resolve_device, train
-from capgap.output import check_output_folder, write_output
-from capgap.store import read_csv_table
+from capgap.core.output import check_output_folder, write_output
+from capgap.core.tables import read_csv_table
 
 LADDER_CSV = "ladder.csv"
 LADDER_COLUMNS = ["name", "params", "params_nonembed", "path", "tokens", "teacher_loss"]

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from capgap.errors import InputError
-from capgap.sizes import ParamCount, count_params
+from capgap.core.errors import InputError
+from capgap.sizes.units import ParamCount, count_params
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel
@@ -84,7 +84,7 @@ def family_of(config: "PretrainedConfig") -> str:
 
 
 def param_count(config: "PretrainedConfig") -> ParamCount:
-    """Total and non-embedding parameters by config arithmetic (capgap.sizes)."""
+    """Total and non-embedding parameters by config arithmetic (capgap.sizes.units)."""
     return count_params(config.to_dict())
 
 

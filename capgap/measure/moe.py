@@ -42,9 +42,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from capgap.errors import InputError
+from capgap.core.errors import InputError
 from capgap.measure.config import DEFAULT_EXPERTS, ROUTER_NOISE, STUDENT_KINDS as KINDS
-from capgap.sizes import ParamCount
+from capgap.sizes.units import ParamCount
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -215,7 +215,7 @@ def moe_counts(dense: ParamCount, config: Any, experts: int) -> tuple[ParamCount
     """(all parameters, parameters used per token) of an MoE student whose dense shape counts ``dense``.
 
     Each layer adds E - 1 MLPs (2*d*m + m + d each) and a router (d*E + E); one token uses one
-    expert and the router. Config arithmetic, as capgap.sizes counts dense models.
+    expert and the router. Config arithmetic, as capgap.sizes.units counts dense models.
     """
     if config.model_type == "gpt2":
         d, layers = int(config.n_embd), int(config.n_layer)

@@ -6,10 +6,10 @@ from collections import defaultdict
 from dataclasses import replace
 from typing import Callable
 
-from capgap.errors import InputError
+from capgap.core.errors import InputError
 from capgap.measure.config import MeasureConfig
 from capgap.measure.sweep import SweepResult, measure, resolve_teachers
-from capgap.plan import read_plan_csv
+from capgap.plan.planner import read_plan_csv
 
 
 def measure_plan(config: MeasureConfig, plan_path: str, *, warn: Callable[[str], None] | None = None) -> SweepResult:

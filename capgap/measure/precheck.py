@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from capgap.errors import InputError
+from capgap.core.errors import InputError
 
 CONTEXT_KEYS = ("n_positions", "max_position_embeddings")  # GPT2, GPT-NeoX/Pythia (and most others)
 
@@ -61,7 +61,7 @@ def check_sweep(pairs: Sequence[Any], tokenizer_sizes: Mapping[str, int], seq_le
     """Every teacher and student of the sweep's pairs (``sweep.Pair``) against --seq-len, and every teacher
     against its family's tokenizer (``tokenizer_sizes``: family -> tokens)."""
     from capgap.measure.students import student_config
-    from capgap.sizes import format_size
+    from capgap.sizes.units import format_size
 
     teachers = {pair.teacher.name: pair.teacher for pair in pairs}
     models = [(f"teacher {t.name}", t.config) for t in teachers.values()]

@@ -32,7 +32,7 @@ Sparsity. An overall sparsity p is split per dimension as
 p' = 1 - sqrt(1 - p): hidden channels and MLP neurons each keep a fraction
 sqrt(1 - p), so every weight matrix keeps about 1 - p of its entries. For an
 absolute target, p is found by bisection on the exact parameter count
-(``capgap.sizes.count_params``); then the plan searches heads', head_dim' and
+(``capgap.sizes.units.count_params``); then the plan searches heads', head_dim' and
 inner' together. Whole heads move the count in big steps, so first: of all
 head counts at the teacher's head size whose MLP width lands within half a
 neuron per layer of the target, the one whose width is closest to the rule's
@@ -67,8 +67,8 @@ from pydantic import BaseModel, ConfigDict
 from scipy.optimize import bisect
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
-from capgap.errors import InputError
-from capgap.sizes import ParamCount, count_params, format_size, parse_size
+from capgap.core.errors import InputError
+from capgap.sizes.units import ParamCount, count_params, format_size, parse_size
 
 Measure = Literal["total", "nonembed"]
 MEASURES = ("total", "nonembed")

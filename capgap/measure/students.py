@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from capgap.errors import InputError
+from capgap.core.errors import InputError
 from capgap.measure import moe, prune
 from capgap.measure.models import new_model
 

@@ -22,10 +22,10 @@ from typing import Any, Callable
 
 import torch
 
-from capgap.errors import InputError
+from capgap.core.errors import InputError
 from capgap.measure.corpus import load_corpus
-from capgap.ladder_quality import Teacher as RankedTeacher
-from capgap.ladder_quality import inversions
+from capgap.runs.ladder_quality import Teacher as RankedTeacher
+from capgap.runs.ladder_quality import inversions
 from capgap.measure.config import MeasureConfig
 from capgap.measure.evaluate import eval_loss, lambada_acc, read_lambada, wikitext2_ids, wikitext2_ppl
 from capgap.measure.ladder import read_ladder
@@ -37,10 +37,10 @@ from capgap.measure.precheck import check_sweep
 from capgap.measure.tokenizer import encode, require_same_tokenizer, vocab_fingerprint
 from capgap.measure.parallel import close_distributed, init_distributed
 from capgap.measure.train import RunFailed, TrainConfig, plan_steps, resolve_device, train
-from capgap.output import check_output
-from capgap.records import FailedRun, RunRecord, run_id_for
-from capgap.sizes import distill_flops, format_size, parse_size
-from capgap.store import RunStore
+from capgap.core.output import check_output
+from capgap.runs.records import FailedRun, RunRecord, run_id_for
+from capgap.sizes.units import distill_flops, format_size, parse_size
+from capgap.runs.store import RunStore
 
 # Pruning importance: 4 batches of 16 training windows, fixed so that the pruned student does
 # not depend on --micro-batch (importance sums |dL/dmask| per batch).
@@ -190,13 +190,13 @@ def hardware(device: torch.device) -> str:
     return f"CPU {model}, {torch.get_num_threads()} threads"
 
 
-def _check_store_writable(path: Path) -> None:
+def check_store_writable(path: Path) -> None:
     """Refuse a store we could not append to, before any run (nothing is created here)."""
     check_output(path, what="run store", make_folders=True)
 
 
 @dataclass
-class _Prepared:
+class PreparedCorpus:
     """The tokenised corpus and evaluation sets of one tokenizer."""
 
     tokenizer: Any
@@ -232,7 +232,7 @@ def measure(config: MeasureConfig, *, warn: Callable[[str], None] | None = None,
     context = init_distributed(resolve_device(recipe.device))
     torch_device = context.device
     store_path = Path(config.store)
-    _check_store_writable(store_path)
+    check_store_writable(store_path)
     shard_index, shard_count = parse_shard(config.shard)
     inits, targets = parse_inits(config.student_init), parse_targets(config.students)
     lambada_texts = read_lambada(config.lambada) if config.lambada else None
@@ -244,7 +244,7 @@ def measure(config: MeasureConfig, *, warn: Callable[[str], None] | None = None,
 
     # One tokenizer per family: the first teacher's. Every student of the family uses it, so
     # their metrics are comparable; a teacher with another tokenizer is refused.
-    prepared: dict[str, _Prepared] = {}
+    prepared: dict[str, PreparedCorpus] = {}
     first_teacher: dict[str, str] = {}
     for teacher in teacher_list:
         tok = load_pretrained(teacher.source, "tokenizer")
@@ -252,7 +252,7 @@ def measure(config: MeasureConfig, *, warn: Callable[[str], None] | None = None,
             train_ids = encode(tok, text.train_text)
             plan_steps(recipe, len(train_ids))  # corpus too small: refused before any run
             wikitext = wikitext2_ids(tok, config.wikitext_tokens) if config.wikitext else None
-            prepared[teacher.family] = _Prepared(tok, train_ids, encode(tok, text.heldout_text), wikitext)
+            prepared[teacher.family] = PreparedCorpus(tok, train_ids, encode(tok, text.heldout_text), wikitext)
             first_teacher[teacher.family] = teacher.name
         require_same_tokenizer(tok, prepared[teacher.family].tokenizer, teacher_name=f"teacher {teacher.name}",
                                student_name=f"the {teacher.family} students (tokenizer of "
@@ -289,7 +289,7 @@ def measure(config: MeasureConfig, *, warn: Callable[[str], None] | None = None,
         for line in ladder_warnings(teacher_list):
             warn(line)
 
-    runner = _PairRunner(recipe, torch_device, prepared, lambada_texts, config.eval_tokens, config.progress, text.name,
+    runner = PairRunner(recipe, torch_device, prepared, lambada_texts, config.eval_tokens, config.progress, text.name,
                          experts)
     for number, pair in enumerate(pending, start=1):
         label = f"[{number}/{len(pending)}] {pair.init} {pair.target_spec} <- {pair.teacher.name}"
@@ -322,10 +322,14 @@ def failed_run(pair: Pair, identity: dict[str, Any], error: BaseException) -> Fa
         "target_spec": pair.target_spec, "init": pair.init})
 
 
-class _PairRunner:
-    """Runs pairs one by one, keeping the current teacher, its loss and its pruning scores between pairs."""
+class PairRunner:
+    """Runs pairs one by one, keeping the current teacher, its loss and its pruning scores between pairs.
 
-    def __init__(self, config: TrainConfig, device: torch.device, prepared: dict[str, _Prepared],
+    The public runner of one distillation: the sweep uses it for every (student, teacher) pair, and the
+    assistant chain (capgap.measure.assistant) for each of its links.
+    """
+
+    def __init__(self, config: TrainConfig, device: torch.device, prepared: dict[str, PreparedCorpus],
                  lambada_texts: list[str] | None, eval_tokens: int, progress: bool,
                  corpus_name: str, experts: int | None = None) -> None:
         self.config, self.device, self.prepared = config, device, prepared
@@ -350,7 +354,7 @@ class _PairRunner:
                                        max_tokens=self.eval_tokens, vocab_size=len(data.tokenizer))
         self._teacher_name, self._importance = (teacher.source, teacher.fingerprint), None
 
-    def _calibration(self, data: _Prepared) -> list[torch.Tensor]:
+    def _calibration(self, data: PreparedCorpus) -> list[torch.Tensor]:
         window = self.config.seq_len
         ids = data.train_ids[: CALIB_BATCHES * CALIB_BATCH_SIZE * window].view(-1, window)
         return [b.to(self.device) for b in ids.split(CALIB_BATCH_SIZE)]

@@ -11,7 +11,7 @@ import hashlib
 import json
 from typing import TYPE_CHECKING
 
-from capgap.errors import InputError
+from capgap.core.errors import InputError
 from capgap.measure.corpus import DATA_DIR
 
 if TYPE_CHECKING:

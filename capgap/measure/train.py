@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from capgap.errors import InputError
+from capgap.core.errors import InputError
 from capgap.measure.fused_loss import HiddenAndHead, fused_batch_loss
 from capgap.measure.loss import DistillLoss, distill_loss
 from capgap.measure.moe import MoEMLP, model_balance_loss, moe_layers
@@ -81,7 +81,8 @@ def lr_at(step: int, steps: int, config: TrainConfig) -> float:
     return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters, as every capgap training loop (teachers, students, assistants) uses."""
     # Decay matrices only; biases and LayerNorm gains stay undecayed (the usual GPT recipe).
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
@@ -91,7 +92,8 @@ def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optim
                              fused=config.fused and config.device.startswith("cuda"))
 
 
-def _autocast(device: torch.device):  # noqa: ANN202
+def mixed_precision(device: torch.device):  # noqa: ANN202
+    """bf16 autocast on a GPU; on a CPU full precision (a no-op context)."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
@@ -162,7 +164,7 @@ def train(student: torch.nn.Module, train_ids: torch.Tensor, config: TrainConfig
                                batch_shape=(local_micro, config.seq_len), vocab_size=vocab,
                                temperature=config.temperature, k=config.cache_top_k)
     experts = moe_layers(student)  # an MoE student's layers: their balance loss joins every micro-batch's
-    optimizer = _optimizer(student, config)
+    optimizer = build_optimizer(student, config)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, steps, config))
     bar = _progress_bar(steps * seqs_per_step * config.seq_len, config.progress if context.is_main else None)
     start, last_loss = time.perf_counter(), float("nan")
@@ -173,7 +175,7 @@ def train(student: torch.nn.Module, train_ids: torch.Tensor, config: TrainConfig
         step_loss = 0.0
         for index, micro in enumerate(micro_batches):
             batch = shard_batch(windows[micro], context).to(device)
-            with _autocast(device):
+            with mixed_precision(device):
                 top = None if cached is None else cached.topk(step * len(micro_batches) + index, batch[:, :-1], teacher)
                 normalizer = loss_normalizer(batch[:, 1:], context) if config.fused else None
                 loss = batch_loss(forward_model, teacher, batch[:, :-1], batch[:, 1:], config, top, normalizer)
