@@ -54,6 +54,10 @@ def score(estimate, true: float) -> Answer:
 REFUSED = Answer(np.nan, False, False, False, True)
 
 
+# The curve model's method for every fit of this process (bench/fit_calibration.py sets it in each worker).
+METHOD = None  # capgap.laws.base.CurveMethod | None: None is what capgap ships
+
+
 def fit_and_score(runs, truths: dict[float, float], law_name: str, bootstrap: int, seed: int,
                   size_measure: str, tokens_per_param: float) -> Outcome:
     """Fit ``runs`` through the public fit_law and score each query student's optimal teacher."""
@@ -61,7 +65,7 @@ def fit_and_score(runs, truths: dict[float, float], law_name: str, bootstrap: in
     from capgap.fit.law_fit import fit_law
 
     try:
-        law = fit_law(runs, law=law_name, bootstrap=bootstrap, seed=seed, size_measure=size_measure)
+        law = fit_law(runs, law=law_name, bootstrap=bootstrap, seed=seed, size_measure=size_measure, method=METHOD)
     except InputError:
         return Outcome({s: REFUSED for s in truths}, False, False, True)
     warnings = list(law.file.diagnostics.warnings)

@@ -73,12 +73,12 @@ DESIGNS: dict[str, tuple[str, dict, dict]] = {
 def _configure(far_shape: str, intervals: str, asymmetry: str, window: float | None) -> None:
     """The study's knobs, set in each worker: the far shape of the curves, the interval method, the asymmetry,
     a window around each group's optimum."""
-    import capgap.laws.curve as curve
+    import calibration_score
 
-    curve.WINDOW = window
-    curve.SHAPE_PARAMETERS = 2 if far_shape == "fitted" else 0
-    curve.INTERVAL_METHOD = intervals
-    curve.SHARED_ASYMMETRY = asymmetry == "shared"
+    from capgap.laws.base import CurveMethod
+
+    calibration_score.METHOD = CurveMethod(window=window, far_shape_parameters=2 if far_shape == "fitted" else 0,
+                                           intervals=intervals, shared_asymmetry=asymmetry == "shared")
 
 
 def planted(law: dict, student: float, tokens_per_param: float = 20.0) -> float:

@@ -9,8 +9,6 @@ ratio`), and stop once the 90% interval of T* at every target is within ±20%
 ((high − low) / (2·estimate) <= 0.2), or at CAP runs. Designs:
 
 * planner: `capgap.plan.planner.plan_runs(runs, targets, ladder, BATCH)` (the published laws as prior at the start);
-* robust planner: the same with `capgap.plan.scoring.ROBUST_SHAPE = True`, charged for the far shape on 3- and
-  4-rung designs over a decade that the fit takes for parabolas (the earlier default: shown for what it costs);
 * grid: the ladder swept coarse to fine (every 4th teacher first, then the ones between), round robin over
   the target students, then again with new seeds: the usual full sweep, in its most favourable order;
 * random: teachers drawn uniformly from the ladder (repeats allowed), round robin over the target students;
@@ -39,7 +37,7 @@ from datetime import date
 import numpy as np
 
 BATCH = 4
-DESIGNS = ("planner", "robust planner", "grid", "random", "oracle")
+DESIGNS = ("planner", "grid", "random", "oracle")
 CAP = 48  # runs: a loop that has not reached the target by then stops
 TARGET_RATIO = 0.8  # the planner's median runs over the grid's, at most, in every scenario
 WIDTH = 0.2
@@ -104,10 +102,7 @@ def _oracle_shares(students, ratio, extra):
 
 
 def _loop(design, students, ratio, extra, bootstrap, seed):
-    import capgap.plan.scoring
     from capgap.plan.planner import plan_runs
-
-    capgap.plan.scoring.ROBUST_SHAPE = design == "robust planner"
 
     rng = np.random.default_rng(seed)
     ladder = _ladder(students)

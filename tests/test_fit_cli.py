@@ -158,9 +158,10 @@ def test_unbracketed_ladder_says_which_way_to_extend(capsys, tmp_path):
     assert "  r <= 4  (a one-sided bound, no point estimate)" in out
 
 
-def test_unknown_law_and_bad_bootstrap(capsys, store):
+def test_unknown_law_and_bad_draws(capsys, store):
     assert "invalid choice: 'cubic'" in one_line_error(capsys, store, "--law", "cubic")
-    assert "bootstrap must be 0 or more" in one_line_error(capsys, store, "--bootstrap", -1)
+    for flag in ("--draws", "--bootstrap"):  # --bootstrap: the old name, kept
+        assert "number of draws (--draws, bootstrap=) must be 0 or more" in one_line_error(capsys, store, flag, -1)
 
 
 def test_command_runs_as_a_program(store):

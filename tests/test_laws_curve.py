@@ -200,10 +200,8 @@ def test_a_curve_that_never_turns_is_flagged():
 
 def test_failed_resamples_are_counted_and_said(monkeypatch):
     import capgap.fit.solver as fit_module
-    import capgap.laws.curve as curve
     import capgap.fit.onestage as onestage
-
-    monkeypatch.setattr(curve, "INTERVAL_METHOD", "bootstrap")
+    from capgap.laws.base import CurveMethod
 
     real = fit_module.minimize_batch
 
@@ -214,7 +212,8 @@ def test_failed_resamples_are_counted_and_said(monkeypatch):
         return solutions, converged
 
     monkeypatch.setattr(onestage, "minimize_batch", half_broken)
-    law = fit_law(runs_for(ratio=2.5, noise=0.003, seed=1), law="ratio", bootstrap=200)
+    law = fit_law(runs_for(ratio=2.5, noise=0.003, seed=1), law="ratio", bootstrap=200,
+                  method=CurveMethod(intervals="bootstrap"))
     assert law.file.diagnostics.bootstrap.failed == 20 and len(law.file.samples) == 180
     assert "20 of 200 bootstrap resamples failed to refit" in " ".join(law.file.diagnostics.warnings)
 
@@ -364,3 +363,16 @@ def test_a_decade_wide_ladder_of_four_teachers_warns_that_its_far_shape_goes_unc
     assert "span a decade or more with fewer than 5 teachers" in warnings_for([1.25, 2.46, 26.3, 200])
     assert "span a decade" not in warnings_for([1.25, 2.46, 9.5, 26.3, 200])  # five: the far shape is fitted
     assert "span a decade" not in warnings_for([1.25, 1.6, 2.5, 4.0, 6.4])  # narrower than a decade
+
+
+def test_the_curve_method_is_an_option_of_the_fit_not_a_module_switch():
+    from capgap.laws.base import CurveMethod
+
+    runs = runs_for(ratio=4.0, multiples=WIDE, plateau=1.0, curvature=0.08, noise=0.003, seed=3)
+    shipped = fit_law(runs, law="ratio", bootstrap=0)
+    parabolas = fit_law(runs, law="ratio", bootstrap=0, method=CurveMethod(far_shape_parameters=0))
+    assert shipped.file.diagnostics.shape[0] > 0  # a decade-wide ladder: the far shape is fitted, s > 0 ...
+    assert parabolas.file.diagnostics.shape == [0.0, 0.0]  # ... unless the method says parabolas (s = 0)
+    # Flattening curves read as parabolas put the optimum too near (the design behind the far shape).
+    assert shipped.file.coefficients["r"] == pytest.approx(4.0, rel=0.1) and parabolas.file.coefficients["r"] < 3.5
+    assert fit_law(runs, law="ratio", bootstrap=0).file.diagnostics.shape == shipped.file.diagnostics.shape

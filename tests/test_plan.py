@@ -149,10 +149,9 @@ def test_end_to_end_plan_measure_fit_plan(tiny_corpus: Path, tmp_path: Path, cap
     assert all(not math.isnan(r.tokens) for r in again)
 
 
-def _scorer(monkeypatch, robust: bool):
+def _scorer():
     import capgap.plan.scoring as scoring
 
-    monkeypatch.setattr(scoring, "ROBUST_SHAPE", robust)
     model, _, rows, _ = scoring.prior_model([], [(S, 20 * S)], 0, "total")
     logs = np.log([m.params for m in LADDER])
     return scoring.DesignScorer(model, *rows, np.zeros(len(LADDER), dtype=int), logs)
@@ -172,25 +171,14 @@ def _fits_own_count(students_rungs: dict[int, list[int]]):
     return space.shared_asymmetry or not space.ratio, space.n_shape > 0, degrees_of_freedom(groups, space)
 
 
-def test_designs_are_counted_as_the_fit_counts_them(monkeypatch) -> None:
+def test_designs_are_counted_as_the_fit_counts_them() -> None:
     wide = [0, 4, 12, 15]  # 1.25x .. 200x, four rungs: the fit takes the curve for a parabola
     narrow = [0, 1, 2, 3, 4]  # 1.25x .. 4.8x: under a decade, no far shape whatever the rungs
-    shortcut = _scorer(monkeypatch, False)
+    shortcut = _scorer()
     for design in (wide, narrow, wide + [8], narrow + [9, 12, 15], narrow * 2, list(range(16))):
         found = shortcut.structure(design)
         assert (found.shared, found.far, found.df) == _fits_own_count({S: design}), design
     assert shortcut.degrees_of_freedom(wide[:2]) == -1  # two rungs: the fit has no curve to use
-
-
-def test_a_decade_wide_design_pays_for_the_far_shape_the_fit_would_not_check(monkeypatch) -> None:
-    wide = [0, 4, 12, 15]  # 1.25x .. 200x, four rungs: the fit takes the curve for a parabola
-    robust = _scorer(monkeypatch, True)
-    assert not _fits_own_count({S: wide})[1]
-    assert robust.structure(wide).far and robust.degrees_of_freedom(wide) == _fits_own_count({S: wide})[2] - 2
-    charged = robust.score([wide])[0]
-    shortcut = _scorer(monkeypatch, False)  # (the switch is read when a design is scored)
-    # Charged for the shape, the wide design's expected variance is larger than the shortcut's.
-    assert charged > shortcut.score([wide])[0]
 
 
 def test_a_student_with_few_teachers_is_scored_with_the_shared_ratio_the_fit_would_use() -> None:

@@ -28,9 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="use only runs whose students were initialised so (pruned, scratch)")
     fit.add_argument("--kind", dest="student_kind", choices=("dense", "moe"),
                      help="use only runs of this student kind (dense, or moe: mixture-of-experts students)")
-    fit.add_argument("--bootstrap", type=int, default=1000, metavar="N",
-                     help="residual-bootstrap resamples for the intervals (default: 1000)")
-    fit.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the bootstrap (default: 0)")
+    # --draws counts likelihood draws or, where the sampler collapses, bootstrap refits; --bootstrap is its old name.
+    fit.add_argument("--draws", "--bootstrap", dest="draws", type=int, default=1000, metavar="N",
+                     help="draws for the intervals: from the likelihood, or bootstrap refits where its sampler "
+                          "collapses; 0: no intervals (default: 1000; --bootstrap is the old name)")
+    fit.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the draws (default: 0)")
     fit.add_argument("--out", metavar="LAW.json", help="write the law file here (atomically)")
     fit.add_argument("--json", action="store_true", help="print the law file JSON instead of the report")
     fit.set_defaults(func=fit_command)
@@ -45,7 +47,7 @@ def fit_command(args: argparse.Namespace) -> int:
     if args.out:  # refuse before minutes of fitting, not after
         check_output(args.out, what="law file")
     law = fit_law(load_runs(args.runs), law=args.law, metric=args.metric, higher_is_better=args.higher_is_better,
-                  size_measure=args.size, family=args.family, bootstrap=args.bootstrap, seed=args.seed,
+                  size_measure=args.size, family=args.family, bootstrap=args.draws, seed=args.seed,
                   student_init=args.student_init, student_kind=args.student_kind)
     if args.out:
         save_law(law, args.out)

@@ -50,7 +50,7 @@ import numpy as np
 
 from capgap.core.errors import InputError
 from capgap.runs.kinds import mark_kinds, select_kind
-from capgap.laws.base import FitOptions, Law, ModelChoice, law_class, registered_families
+from capgap.laws.base import CurveMethod, FitOptions, Law, ModelChoice, law_class, registered_families
 from capgap.runs.records import RunRecord, metric_direction, unknown_direction_warning
 
 DEFAULT_METRIC = "eval_loss"
@@ -68,13 +68,14 @@ def law_choices() -> tuple[str, ...]:
 def fit_law(runs: Sequence[RunRecord], law: str = "auto", metric: str | None = None,
             higher_is_better: bool | None = None, size_measure: str = "total", family: str | None = None,
             bootstrap: int = 1000, seed: int = 0, level: float = 0.9, student_init: str | None = None,
-            student_kind: str | None = None) -> Law:
+            student_kind: str | None = None, method: CurveMethod | None = None) -> Law:
     """Fit the law of the optimal teacher to runs.
 
     ``law``: auto or a registered family (ratio, linear, power, power-tokens, dsl).
     ``metric``: default eval_loss. ``higher_is_better``: the metric's direction
     where its name does not say (unknown names are taken as lower-is-better, with a warning).
     ``family``, ``student_init`` and ``student_kind`` (dense, moe) keep only runs of that family / init / kind.
+    ``method``: the curve model's method choices (``CurveMethod``; the default is what capgap ships).
     No numpy or scipy warning escapes: what matters becomes a sentence in ``diagnostics.warnings``.
     """
     import scipy.optimize  # noqa: F401  scipy ships its own OpenBLAS: load it so the limit below reaches it
@@ -82,6 +83,8 @@ def fit_law(runs: Sequence[RunRecord], law: str = "auto", metric: str | None = N
 
     options, runs = _prepare(runs, law, metric, higher_is_better, size_measure, family, bootstrap, seed, level,
                              student_init, student_kind)
+    if method is not None:
+        options = options.model_copy(update={"method": method})
     # Thousands of tiny solves: BLAS threads only fight over the cores (60x slower seen on 2 busy cores).
     with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -128,7 +131,7 @@ def _prepare(runs, law, metric, higher_is_better, size_measure, family, bootstra
     if law not in choices:
         raise InputError(f"law {law!r} is unknown; accepted: {', '.join(choices)}")
     if bootstrap < 0:
-        raise InputError(f"bootstrap must be 0 or more resamples; got {bootstrap}")
+        raise InputError(f"the number of draws (--draws, bootstrap=) must be 0 or more; got {bootstrap}")
     if size_measure not in ("total", "nonembed"):
         raise InputError(f"size measure {size_measure!r} is unknown; accepted: total, nonembed")
     if not 0.0 < level < 1.0:

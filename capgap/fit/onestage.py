@@ -47,7 +47,6 @@ SKEW_BOUNDS = (-3.0, 3.0)  # the curves' skew kappa (``skewed_square``): 0 symme
 ALPHA_BOUNDS = (-30.0, 4.0)  # from exp-like plateaus (alpha -> -inf) through the parabola (2) to quartic growth (4) ...
 RIGHT_ALPHA_BOUNDS = (-30.0, 2.0)  # ... but right of the optimum (larger teachers) a curve may only flatten
 _TINY = 1e-12
-SHAPE_FORM = "exp"
 _IRLS_STEPS = 2
 _REFINED_STARTS = 6  # grid starts refined by Newton in the point fit
 LOCATION_COMB = np.arange(-3.0, 3.0001, 0.05)  # ln units: the dense profile of the location behind every point fit

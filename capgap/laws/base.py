@@ -204,10 +204,31 @@ class LawFile(BaseModel):
         return self
 
 
+class CurveMethod(BaseModel):
+    """The curve model's method choices: what ``bench/fit_calibration.py`` compares. The defaults are what capgap
+    ships; the others are kept for the calibration study (its --intervals, --asymmetry, --far-shape, --window)."""
+
+    model_config = ConfigDict(frozen=True)
+    # "likelihood": draws from the tempered profile likelihood; "bootstrap": residual-bootstrap refits.
+    intervals: Literal["likelihood", "bootstrap"] = "likelihood"
+    # How curves are asymmetric: "ratio" (left/right curvatures, kinked at the optimum: free per group or shared),
+    # "skew" (one shared LINEX skew, smooth), or "compare": the ratio model answers, the skew model checks it, and
+    # where they put an optimum apart the intervals span both and a warning says so.
+    asymmetry: Literal["compare", "ratio", "skew"] = "compare"
+    # One left/right curvature ratio for all groups even where every group has enough teachers for its own.
+    shared_asymmetry: bool = False
+    # The far shape of the curves: 2 = one (s, alpha) for both sides; 4 = one per side (it lost on the
+    # flattening design, coverage 0.5 against 0.92 in a 12-data-set trial); 0 = none (parabolas in ln T).
+    far_shape_parameters: Literal[0, 2, 4] = 2
+    # ln units: read the location from the teachers within this distance of each group's optimum (None: all).
+    window: float | None = None
+
+
 class FitOptions(BaseModel):
     """How to fit a law family from runs: shared by every family's module-level ``fit``."""
 
     model_config = ConfigDict(frozen=True)
+    method: CurveMethod = CurveMethod()  # the curve model's method (the dsl law ignores it)
     metric: str = "eval_loss"
     direction: Literal["lower", "higher"] = "lower"
     size_measure: SizeMeasure = "total"

@@ -18,8 +18,8 @@ import numpy as np
 from capgap.core.errors import InputError
 from capgap.fit.solver import quantile_interval
 from capgap.runs.groups import MIN_TEACHERS, RunGroups, group_runs
-from capgap.laws.base import (BootstrapReport, FitOptions, Goodness, LawDiagnostics, LawFile, LawRegime,
-                              TeacherEstimate, collapsed)
+from capgap.laws.base import (BootstrapReport, CurveMethod, FitOptions, Goodness, LawDiagnostics, LawFile,
+                              LawRegime, TeacherEstimate, collapsed)
 from capgap.fit.lack_of_fit import lack_of_fit, location_misfit
 from capgap.fit.one_sided import edge_bound, edge_rung
 from capgap.runs.records import RunRecord, ids_hash
@@ -27,19 +27,12 @@ from capgap.sizes.units import format_size
 
 WIDE_INTERVAL = 100.0  # an interval wider than this factor bounds nothing a user can act on
 FAR_RATIO = 1e4  # an optimal teacher beyond 10^4x its student is not a finding but a broken fit
-INTERVAL_METHOD = "likelihood"  # or "bootstrap": see bench/fit_calibration.py --intervals
 MIN_EFFECTIVE_DRAWS = 100
 FALLBACK_RESAMPLES = 200  # residual-bootstrap refits where the likelihood sampler collapses ...
 RETRY_PROPOSALS = 4  # ... even after one more try with this many times its proposals
-SHARED_ASYMMETRY = False  # one left/right curvature ratio for all groups (False: free per group) ...
-MIN_TEACHERS_FOR_FREE_ASYMMETRY = 6  # ... where every group has this many teachers; fewer, and the ratio is shared
-ASYMMETRY_MODEL = "compare"  # how curves are asymmetric: "ratio" (left/right curvatures, kinked at the optimum:
-# free per group or shared), "skew" (one shared LINEX skew, smooth), or "compare": the ratio model answers, the skew
-# model checks it, and where they put an optimum apart the intervals span both and a warning says so (a bench knob)
-SHAPE_PARAMETERS = 2  # the far shape of the curves: one (s, alpha) for both sides (4: one per side, a bench knob: it
-# lost on the flattening design, coverage 0.5 against 0.92 in a 12-data-set trial)
-WINDOW: float | None = None  # ln units: the location is read from teachers within 3.3x of the optimum either side
-MIN_WINDOW_TEACHERS = 4  # ... and from at least the 4 teachers nearest to it
+DEFAULT_METHOD = CurveMethod()  # what capgap ships
+MIN_TEACHERS_FOR_FREE_ASYMMETRY = 6  # a free left/right ratio per group where every group has this many teachers
+MIN_WINDOW_TEACHERS = 4  # a window around the optimum (CurveMethod.window) keeps at least the 4 nearest teachers
 WINDOW_ROUNDS = 3
 MIN_TEACHERS_FOR_SHAPE = 5  # a far shape needs teachers far from the optimum: this many in one group,
 FAR_SPAN = np.log(10.0)  # ... spanning a factor of 10 or more
@@ -226,7 +219,7 @@ class CurveLaw:
         return fit_groups(cls, group_runs(runs, options.metric, options.direction, options.size_measure), options)
 
     @classmethod
-    def search_space(cls, groups: RunGroups, centre: Centre, n_shape: int = 0, shared_asymmetry: bool | None = None,
+    def search_space(cls, groups: RunGroups, centre: Centre, n_shape: int = 0, shared_asymmetry: bool = False,
                      skew: bool = False, ratio: bool = True):
         from capgap.fit.onestage import SearchSpace
 
@@ -234,7 +227,7 @@ class CurveLaw:
         z_tokens = np.nan_to_num(groups.log_tokens_per_param - centre.log_tokens_per_param)
         return SearchSpace(log_location=lambda theta: cls.log_location(theta, z_student, z_tokens) + centre.log_student,
                            bounds=cls.bounds(), grid=cls.grid(groups, centre), n_shape=n_shape, shift=cls.shift,
-                           shared_asymmetry=SHARED_ASYMMETRY if shared_asymmetry is None else shared_asymmetry,
+                           shared_asymmetry=shared_asymmetry,
                            skew=skew, ratio=ratio)
 
 
@@ -298,7 +291,8 @@ def ladder_shows_far_shape(log_teachers, min_teachers: int = MIN_TEACHERS_FOR_SH
 SYMMETRIC = (0, True, False, False)  # a curve_options entry: parabolas symmetric in ln T, one curvature per group
 
 
-def curve_options(groups: RunGroups, asymmetry: str = "ratio") -> list[tuple[int, bool, bool, bool]]:
+def curve_options(groups: RunGroups, asymmetry: str = "ratio",
+                  method: CurveMethod = DEFAULT_METHOD) -> list[tuple[int, bool, bool, bool]]:
     """The curve models the runs could pay for, richest first: (far-shape parameters, shared asymmetry, skew,
     ratio), as ``CurveLaw.search_space`` takes them.
 
@@ -310,10 +304,11 @@ def curve_options(groups: RunGroups, asymmetry: str = "ratio") -> list[tuple[int
     curvature exactly and say nothing about where the optimum is, so one ratio is shared by all groups. Last
     comes SYMMETRIC, taken only where nothing richer leaves a degree of freedom (one student, four teachers), or
     nothing richer can be fitted at all (one student, three teachers: an exact fit)."""
-    shapes = [SHAPE_PARAMETERS, 2, 0] if sees_far_shape(groups) and SHAPE_PARAMETERS else [0]
-    shapes = list(dict.fromkeys(n for n in shapes if n <= SHAPE_PARAMETERS))
+    most = method.far_shape_parameters
+    shapes = [most, 2, 0] if sees_far_shape(groups) and most else [0]
+    shapes = list(dict.fromkeys(n for n in shapes if n <= most))
     skew = asymmetry == "both"
-    free = not SHARED_ASYMMETRY and min(len(t) for t in groups.teachers) >= MIN_TEACHERS_FOR_FREE_ASYMMETRY
+    free = not method.shared_asymmetry and min(len(t) for t in groups.teachers) >= MIN_TEACHERS_FOR_FREE_ASYMMETRY
     if asymmetry == "skew":
         options = [(n, True, True, False) for n in shapes]
     else:
@@ -323,12 +318,13 @@ def curve_options(groups: RunGroups, asymmetry: str = "ratio") -> list[tuple[int
     return options + [SYMMETRIC]
 
 
-def affordable_space(cls: type[CurveLaw], groups: RunGroups, centre: Centre, asymmetry: str = "ratio"):
+def affordable_space(cls: type[CurveLaw], groups: RunGroups, centre: Centre, asymmetry: str = "ratio",
+                     method: CurveMethod = DEFAULT_METHOD):
     """The richest curve model (``curve_options``) that leaves a residual degree of freedom (else none left,
     else the fit is refused), and a sentence for each simplification the runs forced."""
     from capgap.fit.onestage import degrees_of_freedom
 
-    options = curve_options(groups, asymmetry)
+    options = curve_options(groups, asymmetry, method)
     spaces = [cls.search_space(groups, centre, *option) for option in options]
     dfs = [degrees_of_freedom(groups, space) for space in spaces]
     # The richest model that leaves a degree of freedom, else the richest exact fit: its point is the curve
@@ -386,7 +382,8 @@ def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> C
         if options.start is not None:
             modes: tuple[str, ...] = ("skew" if "skew" in options.start else "ratio",)
         else:
-            modes = ("ratio", "skew") if ASYMMETRY_MODEL == "compare" else (ASYMMETRY_MODEL,)
+            asymmetry = options.method.asymmetry
+            modes = ("ratio", "skew") if asymmetry == "compare" else (asymmetry,)
         # The first model answers; the second (a smooth skew beside the kinked curvatures) checks that answer,
         # and is fitted only where there are intervals for it to check.
         primary = _fit_model(cls, groups, centre, options, modes[0])
@@ -518,7 +515,7 @@ def _fit_model(cls: type[CurveLaw], groups: RunGroups, centre: Centre, options: 
     """The point fit of one asymmetry model ("ratio": kinked left/right curvatures; "skew": one smooth skew)."""
     from capgap.fit.onestage import fit_point
 
-    space, simplified = affordable_space(cls, groups, centre, asymmetry)
+    space, simplified = affordable_space(cls, groups, centre, asymmetry, options.method)
     if options.start is not None:
         start = np.r_[cls.internal(options.start, centre),
                       [np.log(options.start.get("asymmetry", 1.0))][:int(space.shared_asymmetry and space.ratio)],
@@ -526,7 +523,7 @@ def _fit_model(cls: type[CurveLaw], groups: RunGroups, centre: Centre, options: 
                       start_shape(options.start, space.n_shape)]
         return ModelFit(asymmetry, space, simplified, fit_point(groups, space, start=start, robust=not options.quick),
                         groups)
-    point, fitted_groups = _fit_in_window(cls, groups, centre, space)
+    point, fitted_groups = _fit_in_window(cls, groups, centre, space, options.method.window)
     return ModelFit(asymmetry, space, simplified, point, fitted_groups)
 
 
@@ -552,7 +549,7 @@ def _asymmetry_disagreement(groups: RunGroups, primary: ModelFit, point, draws: 
             f"{format_size(np.exp(there[j]))}; the intervals span both models; measure teachers between them")
 
 
-def _fit_in_window(cls: type[CurveLaw], groups: RunGroups, centre: Centre, space):
+def _fit_in_window(cls: type[CurveLaw], groups: RunGroups, centre: Centre, space, width: float | None):
     """The point fit on the runs near each group's optimum (see ``onestage.window``), iterated until stable.
 
     Returns (point fit, the groups of the runs it used).
@@ -562,8 +559,8 @@ def _fit_in_window(cls: type[CurveLaw], groups: RunGroups, centre: Centre, space
     point = fit_point(groups, space)
     used = np.ones(groups.n_runs, dtype=bool)
     fitted_groups = groups
-    for _ in range(WINDOW_ROUNDS if WINDOW is not None else 0):
-        keep = window(groups, space.log_location(point.theta[None, :])[0], WINDOW, MIN_WINDOW_TEACHERS)
+    for _ in range(WINDOW_ROUNDS if width is not None else 0):
+        keep = window(groups, space.log_location(point.theta[None, :])[0], width, MIN_WINDOW_TEACHERS)
         if np.array_equal(keep, used):
             break
         used = keep
@@ -582,7 +579,7 @@ class IntervalDraws:
 
 def draw_intervals(groups: RunGroups, point, options: FitOptions, inflation: float = 1.0, fallback: bool = True,
                    temper: float | None = None):
-    """Draws of the search point for the intervals, by INTERVAL_METHOD (chosen by bench/fit_calibration.py).
+    """Draws of the search point for the intervals, by ``options.method.intervals`` (bench/fit_calibration.py).
 
     ``fallback``: where the likelihood sampler collapses, refit residual-bootstrap resamples instead (False: keep
     its few effective draws, enough to mark where a checking model puts the optimum). ``temper``: the likelihood's
@@ -606,7 +603,7 @@ def draw_intervals(groups: RunGroups, point, options: FitOptions, inflation: flo
                                  failed=boot.failed, unconverged=boot.unconverged)
         return IntervalDraws(boot.draws, report, notes)
 
-    if INTERVAL_METHOD == "bootstrap":
+    if options.method.intervals == "bootstrap":
         return residual_bootstrap(), point
     proposals = PROPOSALS
     for _ in range(4):

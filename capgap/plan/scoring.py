@@ -40,13 +40,10 @@ NO_DF_PENALTY = 10.0  # a design the fit cannot put an interval on scores this m
 # the shared ratio's: half its box (ln 10 each way).
 SHAPE_PRIOR_SD = (2.0, 5.0)
 RATIO_PRIOR_SD = 1.2
-# True: a design whose ladder spans FAR_SPAN pays for the far shape from MIN_TEACHERS teachers on, not only from
-# MIN_TEACHERS_FOR_SHAPE as the fit does (below that the fit takes the curve for a parabola over the whole span).
-# It was the default while the fit did not check itself; charged so, the planner adds a fifth decade-wide rung
-# for free, the fit then frees the far shape, and its interval stalls near ±25% on a plain parabola: 52 runs
-# against 24 on the symmetric scenario (bench/plan_efficiency.py, design "robust planner"). Off: the planner
-# counts what the fit counts.
-ROBUST_SHAPE = False
+# The planner counts a design's curves as the fit counts them. (An earlier default charged a decade-wide ladder for
+# the far shape from MIN_TEACHERS teachers on, before the fit would free it: the planner then added a fifth
+# decade-wide rung for free, the fit freed the far shape, and its interval stalled near ±25% on a plain parabola,
+# 52 runs against 24 on the symmetric scenario of bench/plan_efficiency.py. That variant is gone.)
 _RIDGE = 1e-9
 _PIN = 1e9  # precision that holds a parameter the design's model does not fit at its value
 _STEP = 1e-4  # ln units: finite differences along the curve
@@ -170,8 +167,8 @@ def affordable(model: LinearisedModel, index: np.ndarray, teachers: Sequence[set
     """(shared ratio, a ratio at all, far shape, residual df) of the curves the fit would use on the groups
     ``index`` of the model with these distinct ln teachers and run counts: the fit's own choice
     (``affordable_space`` on a stand-in of the design's groups), or (True, False, False, -1) where it would
-    refuse. ROBUST_SHAPE charges the far shape from MIN_TEACHERS decade-wide rungs on."""
-    from capgap.laws.curve import affordable_space, ladder_shows_far_shape
+    refuse."""
+    from capgap.laws.curve import affordable_space
     from capgap.fit.onestage import degrees_of_freedom
 
     ladders = [sorted(t) for t in teachers]
@@ -186,10 +183,7 @@ def affordable(model: LinearisedModel, index: np.ndarray, teachers: Sequence[set
     except InputError:
         return True, False, False, -1
     df = degrees_of_freedom(stand_in, space)
-    far = space.n_shape > 0
-    if ROBUST_SHAPE and not far and any(ladder_shows_far_shape(lad, MIN_TEACHERS) for lad in ladders):
-        far, df = True, df - 2  # charged as if freed: see ROBUST_SHAPE
-    return space.shared_asymmetry or not space.ratio, space.ratio, far, df
+    return space.shared_asymmetry or not space.ratio, space.ratio, space.n_shape > 0, df
 
 
 class DesignScorer:
