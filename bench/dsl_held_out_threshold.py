@@ -1,4 +1,4 @@
-"""How often dsl's held-out check (capgap.laws.dsl.HELD_OUT_RATIO) fires on runs that follow the law.
+"""How often dsl's held-out check (capgap.laws.dsl_fit.HELD_OUT_RATIO) fires on runs that follow the law.
 
 Run: .venv/bin/python bench/dsl_held_out_threshold.py [--draws 60]
 Data sets from capgap.laws.dsl_synthetic.dsl_ladder_runs (students 150M-1B non-embedding, two seeds per pair,
@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from capgap.laws.dsl_synthetic import DOUBLING_MULTIPLES, dsl_ladder_runs
-from capgap.laws import dsl
+from capgap.fit import dsl_fit
 from capgap.laws.base import FitOptions
 from capgap.runs.synthetic import synthetic_runs
 
@@ -26,14 +26,13 @@ DESIGNS = {"20 tok/param, 1-256x": (20.0, DOUBLING_MULTIPLES), "320 tok/param, 1
 
 def ratio(runs, size_measure: str = "nonembed") -> tuple[float, float]:
     """(held-out over in-sample RMSE, in-sample RMSE over the spread of repeated seeds) of one dsl fit."""
-    law = dsl.fit(runs, FitOptions(bootstrap=0, size_measure=size_measure))
+    law = dsl_fit.fit(runs, FitOptions(bootstrap=0, size_measure=size_measure))
     goodness = law.file.diagnostics.goodness
-    extra = goodness.model_extra or {}
-    return float(extra["held_out_rmse_log"] / goodness.rmse_log), float(goodness.rmse_log / extra["pure_error_log"])
+    return float(goodness.held_out_rmse_log / goodness.rmse_log), float(goodness.rmse_log / goodness.pure_error_log)
 
 
 def report(label: str, ratios: list[tuple[float, float]]) -> None:
-    for which, threshold in ((0, dsl.HELD_OUT_RATIO), (1, dsl.PURE_ERROR_RATIO)):
+    for which, threshold in ((0, dsl_fit.HELD_OUT_RATIO), (1, dsl_fit.PURE_ERROR_RATIO)):
         values = np.array([r[which] for r in ratios])
         q = np.quantile(values, [0.5, 0.9, 0.99])
         name = "held-out/in-sample" if which == 0 else "in-sample/pure   "

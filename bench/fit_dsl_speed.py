@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from capgap.laws.dsl_synthetic import DEFAULT_STUDENTS, dsl_synthetic_runs
+from capgap.fit import dsl_fit
 from capgap.laws import dsl
 from capgap.laws.base import FitOptions
 
@@ -26,10 +27,10 @@ COVERAGE_STUDENTS = (100e6, 198e6, 800e6)
 def speed() -> None:
     runs = dsl_synthetic_runs(students=DEFAULT_STUDENTS[:5], teachers=SPEED_TEACHERS, seed=0)
     start, cpu = time.perf_counter(), time.process_time()
-    dsl.fit(runs, FitOptions(bootstrap=0))
+    dsl_fit.fit(runs, FitOptions(bootstrap=0))
     point, point_cpu = time.perf_counter() - start, time.process_time() - cpu
     start, cpu = time.perf_counter(), time.process_time()
-    law = dsl.fit(runs, FitOptions(bootstrap=200))
+    law = dsl_fit.fit(runs, FitOptions(bootstrap=200))
     total, total_cpu = time.perf_counter() - start, time.process_time() - cpu
     estimate = law.optimal_teacher(198e6)
     print(f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, {os.cpu_count()} CPUs, "
@@ -47,7 +48,7 @@ def coverage(draws: int, bootstrap: int = 100) -> None:
     true = {s: truth.optimal_teacher(s).estimate for s in COVERAGE_STUDENTS}
     hits = dict.fromkeys(COVERAGE_STUDENTS, 0)
     for seed in range(draws):
-        law = dsl.fit(dsl_synthetic_runs(seed=100 + seed), FitOptions(bootstrap=bootstrap, seed=seed))
+        law = dsl_fit.fit(dsl_synthetic_runs(seed=100 + seed), FitOptions(bootstrap=bootstrap, seed=seed))
         for student in COVERAGE_STUDENTS:
             estimate = law.optimal_teacher(student)
             hits[student] += estimate.low <= true[student] <= estimate.high

@@ -1,7 +1,7 @@
 """capgap: how large should the teacher be when distilling a language model?
 
 Data flows one way, and so do the imports (docs/architecture.md; checked by import-linter in `make test`):
-core -> sizes -> runs -> fit / laws -> recommender / plan / plots -> measure -> commands.
+core -> sizes -> runs -> laws -> fit -> recommender / plan / plots -> measure -> commands.
 This top-level package never imports torch or transformers (only
 ``capgap.measure`` does), so query, refit and plot start fast. Names below
 are imported on first use (PEP 562), so `import capgap` loads neither

@@ -106,3 +106,17 @@ def test_the_law_family_modules_are_the_ones_that_register_a_law():
 
     registering = {path.stem for path in (PACKAGE / "laws").glob("*.py") if "@register_law(" in path.read_text()}
     assert set(FAMILY_MODULES) == registering
+
+
+def test_results_are_typed_fields_not_extras_read_back():
+    # Law files may carry keys of older versions (extra fields load), but capgap reads only its typed fields.
+    readers = [str(path.relative_to(ROOT)) for path in PACKAGE.rglob("*.py") if "model_extra" in path.read_text()]
+    assert readers == []
+
+
+def test_the_laws_know_nothing_of_fitting():
+    # A law family is its formula, its parameters and how it reads a law file; the fit sits above it.
+    fitting = [f"{path.relative_to(ROOT)}: {line.strip()}" for path in sorted((PACKAGE / "laws").glob("*.py"))
+               for line in path.read_text().splitlines()
+               if line.lstrip().startswith(("from capgap.fit", "import capgap.fit"))]
+    assert fitting == []

@@ -7,7 +7,7 @@ import pytest
 from capgap.commands.cli import main
 from capgap.laws.dsl_synthetic import DOUBLING_MULTIPLES, dsl_ladder_runs, dsl_true_optimum
 from capgap.fit.law_fit import fit_law
-from capgap.laws import dsl
+from capgap.fit import dsl_fit
 from capgap.laws.base import FitOptions
 from capgap.recommender.answer import recommend
 from capgap.runs.store import RunStore
@@ -77,7 +77,7 @@ def test_dsl_is_excluded_from_auto_with_a_reason_when_runs_lack_teacher_loss():
 
 def test_an_optimum_beyond_the_measured_teacher_losses_is_a_bound_and_said_first():
     # A 1x-8x ladder at 20 tokens/param: the optimum is about 80x, beyond every teacher measured.
-    law = dsl.fit(published_runs(DOUBLING_MULTIPLES[:4]), NONEMBED)
+    law = dsl_fit.fit(published_runs(DOUBLING_MULTIPLES[:4]), NONEMBED)
     first = law.file.diagnostics.warnings[0]
     assert first.startswith("extrapolation: the optimal teachers of the 150M, 300M, 600M and 1B students need")
     low, high = law.file.diagnostics.teacher_loss_range
@@ -94,13 +94,13 @@ def test_an_optimum_beyond_the_measured_teacher_losses_is_a_bound_and_said_first
 
 
 def test_no_extrapolation_warning_when_the_ladder_brackets_the_optimum():
-    law = dsl.fit(published_runs(), NONEMBED)  # 1x-256x brackets 81x (1B) and 104x (150M)
+    law = dsl_fit.fit(published_runs(), NONEMBED)  # 1x-256x brackets 81x (1B) and 104x (150M)
     assert not any(w.startswith(("extrapolation", "lack of fit")) for w in law.file.diagnostics.warnings)
     estimate = law.optimal_teacher(1e9, 20e9)
     assert estimate.censored is None and estimate.low is not None and estimate.high is not None
     assert estimate.low <= dsl_true_optimum(1e9, 20e9) <= estimate.high
     goodness = law.file.diagnostics.goodness
-    assert goodness.model_extra["held_out_rmse_log"] < dsl.HELD_OUT_RATIO * goodness.rmse_log
+    assert goodness.held_out_rmse_log < dsl_fit.HELD_OUT_RATIO * goodness.rmse_log
 
 
 def said_first(warnings: list[str], prefix: str) -> bool:
@@ -113,17 +113,17 @@ def test_a_student_off_the_law_is_lack_of_fit_said_first_with_no_interval():
     # The law's curves, but the 300M student's losses 2% higher: no dsl law puts all four sizes on one surface.
     runs = [r.model_copy(update={"metrics": {"eval_loss": r.metrics["eval_loss"] * 1.02}})
             if r.student_params_nonembed == 300_000_000 else r for r in published_runs()]
-    law = dsl.fit(runs, NONEMBED)
+    law = dsl_fit.fit(runs, NONEMBED)
     assert said_first(law.file.diagnostics.warnings, "lack of fit: the dsl law does not follow these runs")
     assert law.file.diagnostics.no_interval
     estimate = law.optimal_teacher(1e9, 20e9)
     assert estimate.low is None and estimate.high is None
     goodness = law.file.diagnostics.goodness  # held-out error is recorded beside in-sample error and pure error
-    assert goodness.model_extra["held_out_rmse_log"] > goodness.rmse_log > 2 * goodness.model_extra["pure_error_log"]
+    assert goodness.held_out_rmse_log > goodness.rmse_log > 2 * goodness.pure_error_log
 
 
 def test_residuals_far_above_the_spread_of_repeated_seeds_are_lack_of_fit():
-    law = dsl.fit(synthetic_runs(seed=0, repeats=2), FitOptions(bootstrap=20))  # planted curves: not the dsl law
+    law = dsl_fit.fit(synthetic_runs(seed=0, repeats=2), FitOptions(bootstrap=20))  # planted curves: not the dsl law
     assert said_first(law.file.diagnostics.warnings, "lack of fit: the dsl law does not follow these runs")
     estimate = law.optimal_teacher(1e8)
     assert estimate.low is None and estimate.high is None

@@ -8,7 +8,8 @@ from capgap.laws.dsl_synthetic import dsl_ladder_runs, dsl_true_optimum
 from capgap.runs.groups import group_runs
 from capgap.fit.lack_of_fit import location_misfit
 from capgap.fit.law_fit import fit_law
-from capgap.laws.curve import Centre, affordable_space
+from capgap.fit.curve_fit import affordable_space
+from capgap.laws.curve import Centre
 from capgap.laws.ratio import RatioLaw
 from capgap.fit.onestage import fit_point, shape_curve, skewed_square
 from capgap.runs.synthetic import synthetic_runs

@@ -7,7 +7,8 @@ import pytest
 from capgap.laws.dsl_synthetic import dsl_ladder_runs, dsl_true_optimum
 from capgap.runs.groups import group_runs
 from capgap.fit.law_fit import fit_law
-from capgap.laws.curve import Centre, affordable_space
+from capgap.fit.curve_fit import affordable_space, search_space
+from capgap.laws.curve import Centre
 from capgap.fit.onestage import fit_point, location_comb
 from capgap.recommender.answer import recommend
 from capgap.runs.synthetic import synthetic_runs
@@ -103,7 +104,7 @@ def test_a_free_curvature_ratio_cannot_fit_a_lone_rung_beside_the_optimum_exactl
     runs = synthetic_runs(ratio=8.0, students=[1e8], multiples=(4.0, 8.0, 16.0, 32.0, 64.0, 128.0), noise=0.0,
                           asymmetry=1.0, seed=1, with_teacher_loss=False)
     groups = group_runs(runs, "eval_loss", "lower", "total")
-    space = RatioLaw.search_space(groups, Centre.of(groups), 0, False, False, True)
+    space = search_space(RatioLaw, groups, Centre.of(groups), 0, False, False, True)
     assert isinstance(space, SearchSpace) and not space.shared_asymmetry
     beside_the_edge = np.log(4.04 * 1e8) - Centre.of(groups).log_student  # ln r, just right of the 4x rung
     pinned = space.evaluate(groups, np.array([[beside_the_edge]]), groups.badness, np.inf)

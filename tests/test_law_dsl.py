@@ -8,6 +8,7 @@ import pytest
 
 from capgap.laws.dsl_synthetic import DEFAULT_TEACHERS, dsl_synthetic_runs
 from capgap.core.errors import InputError
+from capgap.fit import dsl_fit
 from capgap.laws import dsl
 from capgap.laws.base import FitOptions, UnfittedLawWarning, load_law, save_law
 
@@ -22,7 +23,7 @@ def synthetic_runs():
 
 @pytest.fixture(scope="module")
 def fitted(synthetic_runs):
-    return dsl.fit(synthetic_runs, FitOptions(bootstrap=20, seed=0))
+    return dsl_fit.fit(synthetic_runs, FitOptions(bootstrap=20, seed=0))
 
 
 def test_published_law_puts_the_198m_students_best_teacher_near_1_88_nats():
@@ -69,12 +70,12 @@ def test_residual_functions_agree_with_the_law_and_their_jacobians():
     coef = dict(dsl.PUBLISHED, c0=1.7, f1=0.3)  # off the published point, where the transition is smooth
     lsup = dsl.supervised_loss(coef, np.exp(log_n), np.exp(log_d))
     cases = [
-        (dsl.SUPERVISED, lambda th: dsl._supervised_residuals(th, log_n, log_d, log_obs), np.log(lsup) - log_obs),
-        (dsl.DISTILLATION, lambda th: dsl._distillation_residuals(th, log_n, log_d, log_lt, np.log(lsup), log_obs),
+        (dsl.SUPERVISED, lambda th: dsl_fit._supervised_residuals(th, log_n, log_d, log_obs), np.log(lsup) - log_obs),
+        (dsl.DISTILLATION, lambda th: dsl_fit._distillation_residuals(th, log_n, log_d, log_lt, np.log(lsup), log_obs),
          np.log(dsl.student_loss(coef, np.exp(log_n), np.exp(log_d), np.exp(log_lt))) - log_obs),
     ]
     for names, residuals, expected in cases:
-        theta = np.array([dsl._to_space(k, coef[k]) for k in names])
+        theta = np.array([dsl_fit._to_space(k, coef[k]) for k in names])
         r, jac = residuals(theta)
         np.testing.assert_allclose(r, expected, atol=1e-12)
         step = 1e-6
@@ -122,7 +123,7 @@ def test_few_runs_hold_constants_at_published_values_and_still_find_the_optimum(
     runs = dsl_synthetic_runs(students=(100_000_000, 198_000_000, 400_000_000), tokens_per_param=(20.0,),
                               teachers=(300_000_000, 1_000_000_000, 3_000_000_000, 10_000_000_000, 30_000_000_000),
                               seed=2)
-    law = dsl.fit(runs, FitOptions(bootstrap=0))
+    law = dsl_fit.fit(runs, FitOptions(bootstrap=0))
     assert law.file.diagnostics.free == ["E", "A", "alpha", "A2", "c0", "d1"]
     for name in law.file.diagnostics.fixed_at_published:
         assert law.file.coefficients[name] == dsl.PUBLISHED[name]
@@ -133,7 +134,7 @@ def test_few_runs_hold_constants_at_published_values_and_still_find_the_optimum(
 def test_given_supervised_law_and_free_list_are_respected(synthetic_runs):
     runs = synthetic_runs[:48]  # two students
     supervised = {"E": 1.3, "A": 3000.0, "B": 20000.0, "alpha": 0.4, "beta": 0.45, "gamma": 0.5}
-    law = dsl.fit(runs, FitOptions(bootstrap=0), supervised=supervised, free=["A2", "c0"])
+    law = dsl_fit.fit(runs, FitOptions(bootstrap=0), supervised=supervised, free=["A2", "c0"])
     for name, value in supervised.items():
         assert law.file.coefficients[name] == value
     assert law.file.diagnostics.free == ["A2", "c0"]
@@ -141,7 +142,7 @@ def test_given_supervised_law_and_free_list_are_respected(synthetic_runs):
     assert law.file.coefficients["c0"] != dsl.PUBLISHED["c0"]
     assert "given by the user" in law.file.provenance
     with pytest.raises(InputError, match="unknown constant"):
-        dsl.fit(runs, FitOptions(bootstrap=0), free=["A2", "zeta"])
+        dsl_fit.fit(runs, FitOptions(bootstrap=0), free=["A2", "zeta"])
 
 
 @pytest.mark.slow
@@ -172,39 +173,39 @@ def test_published_law_round_trips_too(tmp_path):
 def test_runs_missing_teacher_loss_or_tokens_are_refused(synthetic_runs):
     broken = [r.model_copy(update={"teacher_loss": None}) if i < 5 else r for i, r in enumerate(synthetic_runs)]
     with pytest.raises(InputError, match=r"5 of 144 runs lack teacher_loss or tokens"):
-        dsl.fit(broken, FitOptions(bootstrap=0))
+        dsl_fit.fit(broken, FitOptions(bootstrap=0))
     no_tokens = [r.model_copy(update={"tokens": None}) for r in synthetic_runs[:10]]
     with pytest.raises(InputError, match=r"10 of 10 runs lack teacher_loss or tokens"):
-        dsl.fit(no_tokens, FitOptions(bootstrap=0))
+        dsl_fit.fit(no_tokens, FitOptions(bootstrap=0))
 
 
 def test_other_bad_input_is_refused(synthetic_runs):
     with pytest.raises(InputError, match="higher-is-better"):
-        dsl.fit(synthetic_runs, FitOptions(metric="lambada_acc", direction="higher", bootstrap=0))
+        dsl_fit.fit(synthetic_runs, FitOptions(metric="lambada_acc", direction="higher", bootstrap=0))
     with pytest.raises(InputError, match="metrics found: eval_loss"):
-        dsl.fit(synthetic_runs, FitOptions(metric="wikitext2_ppl", bootstrap=0))
+        dsl_fit.fit(synthetic_runs, FitOptions(metric="wikitext2_ppl", bootstrap=0))
     two_teachers = [r for r in synthetic_runs if r.teacher_params_nonembed in DEFAULT_TEACHERS[:2]]
     with pytest.raises(InputError, match="at least 3 distinct teachers; found 2"):
-        dsl.fit(two_teachers, FitOptions(bootstrap=0))
+        dsl_fit.fit(two_teachers, FitOptions(bootstrap=0))
     partly = [r.model_copy(update={"extra": {}}) if i % 2 else r for i, r in enumerate(synthetic_runs)]
     with pytest.raises(InputError, match="72 of 144 runs lack teacher_tokens"):
-        dsl.fit(partly, FitOptions(bootstrap=0))
+        dsl_fit.fit(partly, FitOptions(bootstrap=0))
     with pytest.raises(InputError, match="no runs of family 'gpt2'"):
-        dsl.fit(synthetic_runs, FitOptions(family="gpt2", bootstrap=0))
+        dsl_fit.fit(synthetic_runs, FitOptions(family="gpt2", bootstrap=0))
 
 
 def test_total_sizes_and_unknown_teacher_tokens_are_stated(synthetic_runs):
     bare = [r.model_copy(update={"student_params_nonembed": None, "teacher_params_nonembed": None, "extra": {}})
             for r in synthetic_runs[:48]]
     with pytest.warns(UserWarning, match="lack non-embedding sizes"):
-        law = dsl.fit(bare, FitOptions(bootstrap=0))
+        law = dsl_fit.fit(bare, FitOptions(bootstrap=0))
     assert law.file.size_measure == "total"
     assert "fitted on total sizes" in law.file.provenance
     assert "no run gives teacher_tokens" in law.file.provenance
     largest = max(r.teacher_params for r in bare)
     assert law.teacher_tokens == dsl.TeacherTokens(common=20.0 * largest)
     with pytest.raises(InputError, match="lack non-embedding sizes"):
-        dsl.fit(bare, FitOptions(bootstrap=0, size_measure="nonembed"))
+        dsl_fit.fit(bare, FitOptions(bootstrap=0, size_measure="nonembed"))
 
 
 def test_known_ladder_totals_convert_to_nonembed():
@@ -220,7 +221,7 @@ def test_known_ladder_totals_convert_to_nonembed():
     totals_only = [r.model_copy(update={"student_params": student.params, "student_params_nonembed": None,
                                         "teacher_params": by_nonembed[r.teacher_params_nonembed],
                                         "teacher_params_nonembed": None}) for r in runs]
-    law = dsl.fit(totals_only, FitOptions(bootstrap=0))
+    law = dsl_fit.fit(totals_only, FitOptions(bootstrap=0))
     assert law.file.size_measure == "nonembed"
     assert law.file.student_range == [student.params_nonembed, student.params_nonembed]
 

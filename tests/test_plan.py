@@ -161,7 +161,8 @@ def _fits_own_count(students_rungs: dict[int, list[int]]):
     """(shared ratio, far shape, residual df) of the curves `capgap fit` chooses for runs at these ladder rungs."""
     from capgap.runs.groups import group_runs
     from capgap.laws.base import law_class
-    from capgap.laws.curve import Centre, affordable_space
+    from capgap.fit.curve_fit import affordable_space
+    from capgap.laws.curve import Centre
     from capgap.fit.onestage import degrees_of_freedom
 
     runs = [r for student, rungs in students_rungs.items() for k, i in enumerate(rungs) for r in synthetic_runs(

@@ -102,8 +102,7 @@ def report(law, paths: list[str]) -> str:
                      + (f"{file.level:.0%} interval {interval}" if bounds else interval))
     boot = diagnostics.bootstrap
     if boot is not None and boot.resamples:
-        effective = (boot.model_extra or {}).get("effective")
-        proposals = (boot.model_extra or {}).get("proposals")
+        effective, proposals = boot.effective, boot.proposals
         quality = (f"effective sample size {effective:.0f}"
                    + (f" of {proposals} weighted proposals" if proposals else " (over the weighted proposals)")
                    if effective is not None
@@ -140,7 +139,7 @@ def report(law, paths: list[str]) -> str:
         lines.append(f"goodness of fit: RMSE of {file.metric} {goodness.rmse:.3g} over {goodness.n_runs} runs in "
                      f"{goodness.n_groups} groups ({diagnostics.df} residual degrees of freedom)")
     elif goodness is not None and goodness.rmse_log is not None:
-        held_out = (goodness.model_extra or {}).get("held_out_rmse_log")
+        held_out = goodness.held_out_rmse_log
         lines.append(f"goodness of fit: RMSE of log {file.metric} {goodness.rmse_log:.3g}"
                      + (f" in sample, {held_out:.3g} leaving out each student size in turn" if held_out else ""))
     cv = diagnostics.cv

@@ -1,8 +1,10 @@
 """Fit a law of the optimal teacher from runs: validate, choose a family, fit it through the registry.
 
-Every family registers itself (``capgap.laws.base.register_law``) and fits
-through the same classmethod, ``cls.fit(runs, options)``; nothing here names a
-family. ``fit_law(runs, law="auto")`` compares the families that take part in
+Every family registers itself (``capgap.laws.base.register_law``) and is fitted
+through one function, ``fit_family(cls, runs, options)``: the curve families by
+the one-stage model (``capgap.fit.curve_fit``), the dsl law by its own fit
+(``capgap.fit.dsl_fit``), any other family by its ``fit`` classmethod; nothing
+else here names a family. ``fit_law(runs, law="auto")`` compares the families that take part in
 ``auto`` by leave-one-student-size-out cross-validation: each student size in
 turn is held out, every family is fitted on the rest and predicts where the
 held-out students' optimal teachers are (through the common face,
@@ -57,8 +59,8 @@ DEFAULT_METRIC = "eval_loss"
 
 
 def fittable_families() -> tuple[str, ...]:
-    """The registered families that can be fitted from runs (a query-only law class has no ``fit``)."""
-    return tuple(name for name in registered_families() if callable(getattr(law_class(name), "fit", None)))
+    """The registered families that can be fitted from runs (``fit_family``; a query-only law class cannot)."""
+    return tuple(name for name in registered_families() if _fitter(law_class(name)) is not None)
 
 
 def law_choices() -> tuple[str, ...]:
@@ -92,7 +94,7 @@ def fit_law(runs: Sequence[RunRecord], law: str = "auto", metric: str | None = N
         if law == "auto" and _one_sided(runs, options):
             law = "ratio"  # runs that locate no optimum cannot tell families apart: a bound
         choice = compare_families(runs, options) if law == "auto" else None
-        fitted = law_class(choice.winner if choice else law).fit(runs, options)
+        fitted = fit_family(law_class(choice.winner if choice else law), runs, options)
     extra = _run_warnings(runs)
     filters = [f"{name} {value}" for name, value in (("family", family), ("student_init", student_init),
                                                      ("student_kind", student_kind)) if value]
@@ -105,6 +107,32 @@ def fit_law(runs: Sequence[RunRecord], law: str = "auto", metric: str | None = N
     if filters:  # a law fitted on a subset of the runs says which
         file.provenance += f"; only runs with {' and '.join(filters)}"
     return fitted
+
+
+def fit_family(cls, runs: Sequence[RunRecord], options: FitOptions) -> Law:
+    """Fit one registered family to runs: a curve family (capgap.laws.curve) by the one-stage model, the dsl law by
+    its own fit, any other family by its own ``fit`` classmethod (a family registered from outside capgap)."""
+    fitter = _fitter(cls)
+    if fitter is None:
+        raise InputError(f"the law family {getattr(cls, 'name', cls)!r} cannot be fitted from runs: it is neither a "
+                         "curve family (capgap.laws.curve.CurveLaw) nor the dsl law, and has no fit(runs, options)")
+    return fitter(runs, options)
+
+
+def _fitter(cls):  # noqa: ANN202 (a callable (runs, options) -> Law, or None)
+    from capgap.laws.curve import CurveLaw
+    from capgap.laws.dsl import DSLLaw
+
+    if isinstance(cls, type) and issubclass(cls, CurveLaw):
+        from capgap.fit.curve_fit import fit_curve_law
+
+        return lambda runs, options: fit_curve_law(cls, runs, options)
+    if isinstance(cls, type) and issubclass(cls, DSLLaw):
+        from capgap.fit import dsl_fit
+
+        return dsl_fit.fit
+    own = getattr(cls, "fit", None)
+    return own if callable(own) else None
 
 
 def _one_sided(runs: Sequence[RunRecord], options: FitOptions) -> bool:
@@ -211,7 +239,7 @@ def compare_families(runs: Sequence[RunRecord], options: FitOptions) -> ModelCho
             excluded[name] = reason
             continue
         try:
-            full = law_class(name).fit(runs, quiet)
+            full = fit_family(law_class(name), runs, quiet)
         except InputError as exc:
             excluded[name] = str(exc)
             continue
@@ -312,7 +340,7 @@ def _fold(name: str, size: int, runs: Sequence[RunRecord], groups, options: FitO
     held = np.array([k.student_params == size for k in groups.keys])
     held_ids = {i for i, g in zip(groups.run_ids, groups.group) if held[g]}
     try:
-        law = law_class(name).fit([r for r in runs if r.run_id not in held_ids], options)
+        law = fit_family(law_class(name), [r for r in runs if r.run_id not in held_ids], options)
     except InputError as exc:
         raise InputError(f"cannot be fitted with students of {format_size(size)} held out ({exc})") from None
     test = groups.subset(held)

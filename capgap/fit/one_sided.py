@@ -22,22 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from capgap.runs.groups import RunGroups
-from capgap.laws.base import Censoring, StudentOptimum
+from capgap.laws.base import DENSE_RUNG, Censoring, StudentOptimum, edge_rung  # noqa: F401 (edge_rung: also this module's face)
 from capgap.sizes.units import format_size
 
 CLEAR_MARGIN = 2.0  # standard errors by which the edge rung must beat its neighbour to bound at the edge itself
-DENSE_RUNG = 2.05  # ... and the largest factor between the edge and its neighbour (a doubling ladder, or finer)
 FAR_RUNG = 3.0  # a two-sided interval reaches a best teacher's neighbour this far away (capgap.fit.one_sided.far_bracket):
 # past the steps of common ladders (doubling, or the 2.08x of 120M -> 250M), short of skipped rungs (4x and more)
-
-
-def edge_rung(teachers, side: Censoring, clear: bool = True) -> float:
-    """The teacher that bounds T* where the edge of the sorted ladder ``teachers`` was best ("at_most": the
-    smallest; "at_least": the largest): the edge itself where its lead was ``clear`` and its neighbour lies within
-    DENSE_RUNG of it, else the neighbour."""
-    edge, neighbour = (teachers[0], teachers[1]) if side == "at_most" else (teachers[-1], teachers[-2])
-    dense = max(edge, neighbour) / min(edge, neighbour) <= DENSE_RUNG
-    return float(edge if clear and dense else neighbour)
 
 
 @dataclass(frozen=True)

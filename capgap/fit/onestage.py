@@ -663,12 +663,6 @@ def far_shapes(shape: Sequence[float] | None) -> tuple[tuple[float, float], tupl
     return left, (values[2], values[3]) if len(values) >= 4 else left
 
 
-def grid_box(axes: Sequence[Sequence[float]]) -> np.ndarray:
-    """The Cartesian grid of starting points: (K, P)."""
-    mesh = np.meshgrid(*[np.asarray(a, dtype=float) for a in axes], indexing="ij")
-    return np.stack([m.ravel() for m in mesh], axis=1)
-
-
 def free_location_objective(groups: RunGroups, point: OneStageFit) -> float:
     """The model's objective with every group's optimum free (its own ln T*, the law dropped), the curve shape
     refitted too, at the point fit's Huber constant: how much better the runs fit without the law's T*(S, D).

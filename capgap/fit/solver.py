@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from capgap.laws.base import quantile_interval  # noqa: F401 (its home: the laws read draws with it)
+
 if TYPE_CHECKING:
     from scipy.optimize import OptimizeResult
 
@@ -133,17 +135,6 @@ def bootstrap_indices(n_items: int, n_resamples: int, rng: np.random.Generator,
     members = [np.flatnonzero(labels == label) for label in dict.fromkeys(labels)]
     for _ in range(n_resamples):
         yield np.concatenate([rng.choice(m, size=m.size, replace=True) for m in members])
-
-
-def quantile_interval(samples: Sequence[float] | np.ndarray, level: float = 0.9) -> tuple[float, float]:
-    """Equal-tailed percentile interval of bootstrap samples (NaNs dropped)."""
-    values = np.asarray(samples, dtype=float)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return (float("nan"), float("nan"))
-    tail = (1.0 - level) / 2.0
-    low, high = np.quantile(values, [tail, 1.0 - tail])
-    return (float(low), float(high))
 
 
 def replicate_error(keys: np.ndarray, values: np.ndarray) -> tuple[float, int]:

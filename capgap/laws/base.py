@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from capgap.core.errors import InputError
-
-if TYPE_CHECKING:
-    from capgap.runs.records import RunRecord
 
 Censoring = Literal["at_least", "at_most"]
 SizeMeasure = Literal["total", "nonembed"]
@@ -92,6 +90,29 @@ class LawRegime(BaseModel):
     student_init: list[str] = Field(default_factory=list)  # how the students were made: pruned, scratch
 
 
+def quantile_interval(samples: Sequence[float] | np.ndarray, level: float = 0.9) -> tuple[float, float]:
+    """Equal-tailed percentile interval of draws (likelihood or bootstrap), NaNs dropped."""
+    values = np.asarray(samples, dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return (float("nan"), float("nan"))
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(values, [tail, 1.0 - tail])
+    return (float(low), float(high))
+
+
+DENSE_RUNG = 2.05  # the largest factor between the edge and its neighbour (a doubling ladder, or finer)
+
+
+def edge_rung(teachers, side: Censoring, clear: bool = True) -> float:
+    """The teacher that bounds T* where the edge of the sorted ladder ``teachers`` was best ("at_most": the
+    smallest; "at_least": the largest): the edge itself where its lead was ``clear`` and its neighbour lies within
+    DENSE_RUNG of it, else the neighbour."""
+    edge, neighbour = (teachers[0], teachers[1]) if side == "at_most" else (teachers[-1], teachers[-2])
+    dense = max(edge, neighbour) / min(edge, neighbour) <= DENSE_RUNG
+    return float(edge if clear and dense else neighbour)
+
+
 def collapsed(low: float | None, high: float | None) -> bool:
     """True for an interval of (nearly) zero width: a number the data cannot have given."""
     if low is None or high is None:
@@ -107,6 +128,11 @@ class Goodness(BaseModel):
     rmse_log: float | None = None
     n_runs: int | None = None
     n_groups: int | None = None
+    n_outside_window: int | None = None  # curve laws: runs left out by a window around each optimum
+    max_abs_log: float | None = None  # dsl: the largest |log residual|
+    mean_huber: dict[str, float] | None = None  # dsl: the mean Huber loss of each stage (supervised, distillation)
+    held_out_rmse_log: float | None = None  # dsl: RMSE of log loss predicted for held-out runs
+    pure_error_log: float | None = None  # dsl: spread of log loss between repeated seeds (None: no repeats)
 
 
 class BootstrapReport(BaseModel):
@@ -115,6 +141,9 @@ class BootstrapReport(BaseModel):
     resamples: int = 0
     failed: int = 0  # left out of the intervals, and said so
     unconverged: int = 0
+    effective: float | None = None  # likelihood draws: the importance sample's effective size
+    proposals: int | None = None  # likelihood draws: proposals per round
+    temper: float | None = None  # likelihood draws: the Bartlett-type factor the likelihood was tempered by
 
 
 class ModelChoice(BaseModel):
@@ -166,6 +195,7 @@ class LawDiagnostics(BaseModel):
     no_interval: str | None = None  # dsl: why the optimal teacher is given without an interval (None: it has one)
     fixed_at_published: list[str] = Field(default_factory=list)  # dsl: constants held at the published values
     notes: list[str] = Field(default_factory=list)  # what the fit assumed
+    huber_delta: float | None = None  # dsl: the Huber loss's delta on log loss
 
 
 class LawFile(BaseModel):
@@ -190,6 +220,9 @@ class LawFile(BaseModel):
     bound: Censoring | None = None
     regime: LawRegime = Field(default_factory=LawRegime)
     diagnostics: LawDiagnostics = Field(default_factory=LawDiagnostics)
+    teacher_tokens: dict[str, float] | None = None  # dsl: {"common": D_T} or {"per_param": D_T / N_T}
+    # The student kinds (dense, moe) of the runs fitted on (capgap.runs.kinds); empty: not recorded (dense).
+    student_kinds: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _no_zero_width_interval(self) -> "LawFile":
@@ -244,7 +277,8 @@ class FitOptions(BaseModel):
 
 @runtime_checkable
 class Law(Protocol):
-    """The face every law family shows the recommender and the plots."""
+    """The face every law family shows the recommender and the plots. (Fitting a family to runs is
+    ``capgap.fit.law_fit.fit_family``: a law here is its formula, its parameters and how it reads.)"""
 
     name: str
     file: LawFile
@@ -257,10 +291,6 @@ class Law(Protocol):
         """The student's expected metric with this teacher, or None if the law cannot say."""
         ...
 
-    @classmethod
-    def fit(cls, runs: Sequence[RunRecord], options: FitOptions) -> Law:
-        """Fit this family to runs (the one face for fitting; `fit_law` calls nothing else)."""
-        ...
 
 
 _LAW_CLASSES: dict[str, Callable[[LawFile], Law]] = {}

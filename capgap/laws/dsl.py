@@ -12,30 +12,22 @@ teacher loss that minimises L_S; the supervised law L(N, D_T), fitted on the
 teachers' own (size, tokens, loss), turns that loss into a teacher size.
 Unlike the ratio-style families, this one predicts the student's loss.
 
-Fitting follows the paper: Huber loss on log loss, a grid of L-BFGS-B starts
-with bounds, positive constants in log space. The supervised law is fitted
-first (on the teachers), then the distillation law with it held fixed.
-Constants the data cannot pin down are held at the published values, and the
-law file says which.
+This module is the law: its equations, the published constants and the face
+that reads a law file. Fitting it to runs is ``capgap.fit.dsl_fit``.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from capgap.core.errors import InputError
-from capgap.fit.solver import (HUBER_DELTA, bootstrap_indices, grid_starts, huber, minimize_multistart, quantile_interval,
-                        replicate_error)
-from capgap.laws.base import (BootstrapReport, Censoring, FitOptions, Goodness, LawDiagnostics, LawFile,
-                              SizeMeasure, TeacherEstimate, register_law)
-from capgap.runs.records import runs_hash
+from capgap.laws.base import Censoring, FitOptions, LawFile, TeacherEstimate, quantile_interval, register_law
 from capgap.runs.records import RunRecord
-from capgap.sizes.units import TOKENS_PER_PARAM, parse_size
+from capgap.sizes.units import TOKENS_PER_PARAM
 
 SUPERVISED = ("E", "A", "B", "alpha", "beta", "gamma")
 DISTILLATION = ("A2", "B2", "alpha2", "beta2", "gamma2", "c0", "c1", "f1", "d1")
@@ -50,28 +42,6 @@ PUBLISHED: dict[str, float] = {
 }
 TEACHER_LOSS_RANGE = (0.05, 20.0)  # nats/token: where the optimal teacher loss is searched
 
-# Fitted space: positive scales in log space (the log-sum-exp parameterisation), exponents as they are.
-_SUP_BOUNDS = {"E": (-3.0, 2.5), "A": (0.0, 30.0), "B": (0.0, 30.0), "alpha": (0.02, 1.5),
-               "beta": (0.02, 1.5), "gamma": (0.1, 2.0)}
-_DIS_BOUNDS = {"A2": (0.0, 30.0), "B2": (0.0, 30.0), "alpha2": (0.02, 1.5), "beta2": (0.02, 1.5),
-               "gamma2": (0.1, 2.0), "c0": (0.0, 10.0), "c1": (0.0, 12.0), "f1": (0.005, 1.0),
-               "d1": (-1.0, 1.5)}
-_LOG_SCALED = {"E", "A", "B", "A2", "B2", "c1", "d1"}
-# Extra starting values per constant (fitted space), beside the published one.
-_SUP_GRID = {"E": (math.log(1.0), math.log(2.0)), "alpha": (0.25, 0.5)}
-_DIS_GRID = {"c0": (1.0, 4.0), "d1": (math.log(1.1), math.log(1.6)), "f1": (0.04, 0.2)}
-BOOTSTRAP_FTOL = 1e-7  # relative objective change that ends a warm-started bootstrap refit
-
-
-def _to_space(name: str, value: float) -> float:
-    return math.log(value) if name in _LOG_SCALED else float(value)
-
-
-def _from_space(name: str, value: float) -> float:
-    return math.exp(value) if name in _LOG_SCALED else float(value)
-
-
-# -- the law itself ----------------------------------------------------------
 def supervised_loss(coef: Mapping[str, float], params: np.ndarray | float, tokens: np.ndarray | float) -> np.ndarray:
     """L(N, D) = E + (A/N^alpha + B/D^beta)^gamma, vectorised over N and D."""
     n, d = np.asarray(params, dtype=float), np.asarray(tokens, dtype=float)
@@ -148,86 +118,6 @@ def teacher_size_for_loss(coef: Mapping[str, float | np.ndarray], teacher_loss: 
     return np.where(unreachable, np.inf, np.exp((low + high) / 2.0))
 
 
-# -- fitting: log residuals and their Jacobians in the fitted space ----------
-def _supervised_residuals(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray,
-                          log_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """log L(N, D) - log observed, and its Jacobian over (log E, log A, log B, alpha, beta, gamma)."""
-    from scipy.special import expit
-
-    e, a, b, alpha, beta, gamma = theta
-    t1, t2 = a - alpha * log_n, b - beta * log_d
-    m = np.logaddexp(t1, t2)
-    p1 = expit(t1 - t2)
-    log_pred = np.logaddexp(e, gamma * m)
-    q1 = expit(e - gamma * m)
-    q2 = 1.0 - q1
-    jac = np.column_stack([q1, q2 * gamma * p1, q2 * gamma * (1 - p1), -q2 * gamma * p1 * log_n,
-                           -q2 * gamma * (1 - p1) * log_d, q2 * m])
-    return log_pred - log_obs, jac
-
-
-def _distillation_residuals(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_lt: np.ndarray,
-                            log_lsup: np.ndarray, log_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """log L_S - log observed, and its Jacobian over the fitted space of DISTILLATION."""
-    from scipy.special import expit
-
-    a2, b2, alpha2, beta2, gamma2, c0, log_c1, f1, log_d1 = theta
-    t1, t2 = a2 - alpha2 * log_n, b2 - beta2 * log_d
-    m = np.logaddexp(t1, t2)
-    p1 = expit(t1 - t2)
-    z = (log_lt - log_lsup - log_d1) / f1
-    softplus, sigma = np.logaddexp(0.0, z), expit(z)
-    c1 = math.exp(log_c1)
-    gap = -c1 * f1 * softplus
-    excess = np.exp(-c0 * log_lt + gap + gamma2 * m)  # L_S - L_T
-    lt = np.exp(log_lt)
-    pred = lt + excess
-    share = excess / pred  # d log L_S / d (log of the excess term)
-    jac = share[:, None] * np.column_stack([
-        gamma2 * p1, gamma2 * (1 - p1), -gamma2 * p1 * log_n, -gamma2 * (1 - p1) * log_d, m,
-        -log_lt, gap, -c1 * (softplus - z * sigma), c1 * sigma])
-    return np.log(pred) - log_obs, jac
-
-
-def _fit_huber(residuals, names: Sequence[str], start: Mapping[str, float], free: Sequence[str],
-               bounds: Mapping[str, tuple[float, float]], grid: Mapping[str, Sequence[float]] | None,
-               delta: float) -> tuple[dict[str, float], float]:
-    """Minimise the Huber loss of ``residuals(theta)`` over the ``free`` names (fitted space).
-
-    ``start`` gives every name's value (the fixed ones stay there); ``grid`` adds
-    starting values per free name. Without a grid (a bootstrap refit warm-started
-    at the fit) one L-BFGS-B run with a looser tolerance. Returns the best full
-    point and its mean Huber loss.
-    """
-    template = np.array([start[n] for n in names], dtype=float)
-    index = [names.index(n) for n in free]
-
-    def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
-        theta = template.copy()
-        theta[index] = x
-        r, jac = residuals(theta)
-        # Scaled by 1/delta^2 so that L-BFGS-B's absolute gradient tolerance is not met too early.
-        value = float(np.sum(huber(r, delta))) / delta**2
-        grad = (np.clip(r, -delta, delta) / delta**2) @ jac[:, index]
-        if not np.isfinite(value):
-            return math.inf, np.zeros(len(index))
-        return value, grad
-
-    box = [bounds[n] for n in free]
-    if grid is None:
-        from scipy.optimize import minimize
-
-        result = minimize(objective, template[index], method="L-BFGS-B", jac=True, bounds=box,
-                          options={"ftol": BOOTSTRAP_FTOL})
-    else:
-        axes = {n: sorted({start[n], *grid.get(n, ())}) for n in free}
-        result = minimize_multistart(objective, grid_starts(axes), bounds=box, jac=True)
-    theta = template.copy()
-    theta[index] = result.x
-    n_points = len(residuals(theta)[0])
-    return dict(zip(names, theta)), float(result.fun) * delta**2 / n_points
-
-
 # -- the law family ------------------------------------------------------------
 SATURATION_NATS = 1e-3  # a censored optimum: the size beyond which the student gains less than this
 
@@ -256,16 +146,12 @@ class DSLLaw:
                     f"run: {' and '.join(missing)}")
         return None
 
-    @classmethod
-    def fit(cls, runs: Sequence[RunRecord], options: FitOptions) -> DSLLaw:
-        return fit(runs, options)
-
     def __init__(self, file: LawFile) -> None:
         missing = [n for n in (*SUPERVISED, *DISTILLATION) if n not in file.coefficients]
         if missing:
             raise InputError(f"dsl law file lacks coefficient(s) {', '.join(missing)}; "
                              f"expected {', '.join((*SUPERVISED, *DISTILLATION))}")
-        rule = (file.model_extra or {}).get("teacher_tokens") or {}
+        rule = file.teacher_tokens or {}
         if not (isinstance(rule, dict) and len(rule) == 1 and set(rule) <= {"common", "per_param"}):
             raise InputError("dsl law file needs teacher_tokens: {\"common\": D_T} or {\"per_param\": D_T/N_T}")
         self.file = file
@@ -323,13 +209,13 @@ class DSLLaw:
         side = self._outside(student_params, tokens)
         if side is None:
             return None
-        return _extrapolation_text([(float(student_params), self._tokens(student_params, tokens))], self, side)
+        return extrapolation_text([(float(student_params), self._tokens(student_params, tokens))], self, side)
 
     def held_out_curve(self, runs: Sequence[RunRecord]) -> tuple[np.ndarray, np.ndarray]:
         """For auto's cross-validation (capgap.fit.law_fit): per run, the law's predicted loss from its teacher's
         measured loss, less the law's best for that student (>= 0), and whether the teacher is weaker than the
         optimal one (its loss above the optimal teacher loss)."""
-        students = (_sizes(runs, "student", _nonembed_lookup()) if self.file.size_measure == "nonembed"
+        students = (run_sizes(runs, "student", nonembed_lookup()) if self.file.size_measure == "nonembed"
                     else [r.size("student", "total") for r in runs])
         if any(s is None for s in students) or any(r.teacher_loss is None for r in runs):
             raise InputError("the dsl law needs teacher_loss and the student's size for every held-out run")
@@ -345,7 +231,7 @@ class DSLLaw:
         """The law's own optimal teacher, however far beyond the measured teachers (the saturation size, censored
         'at_least', where no finite teacher is best)."""
         d_s = self._tokens(student_params, tokens)
-        size = float(_optimal_size(self.file.coefficients, float(student_params), d_s, self.teacher_tokens))
+        size = float(optimal_size(self.file.coefficients, float(student_params), d_s, self.teacher_tokens))
         level = self.file.level
         if not math.isfinite(size):
             # No finite teacher reaches the best teacher loss: larger is always better.
@@ -353,7 +239,7 @@ class DSLLaw:
             return TeacherEstimate(estimate=bound, level=level, censored="at_least")
         low = high = None
         if self._draws is not None:
-            draws = _optimal_size(self._draws, float(student_params), d_s, self.teacher_tokens)
+            draws = optimal_size(self._draws, float(student_params), d_s, self.teacher_tokens)
             low, high = quantile_interval(draws, level)
             tail = (1.0 - level) / 2.0
             if np.mean(np.isinf(draws)) > tail:
@@ -363,7 +249,7 @@ class DSLLaw:
         return TeacherEstimate(estimate=size, low=low, high=high, level=level)
 
 
-def _extrapolation_text(groups: Sequence[tuple[float, float]], law: DSLLaw, side: Censoring) -> str:
+def extrapolation_text(groups: Sequence[tuple[float, float]], law: DSLLaw, side: Censoring) -> str:
     """The extrapolation warning for student groups (size, tokens) whose optima lie on ``side`` of the measured
     teacher losses: what they need, what was measured, what is reported instead, and what to measure."""
     from capgap.sizes.units import format_size
@@ -394,7 +280,7 @@ def _extrapolation_text(groups: Sequence[tuple[float, float]], law: DSLLaw, side
             f"only a bound is reported, {bound} ({format_size(edge)}), with no interval; {advice}")
 
 
-def _optimal_size(coef: Mapping[str, float | np.ndarray], student_params: float, tokens: float,
+def optimal_size(coef: Mapping[str, float | np.ndarray], student_params: float, tokens: float,
                   teacher_tokens: TeacherTokens) -> np.ndarray:
     return teacher_size_for_loss(coef, optimal_teacher_loss_of(coef, student_params, tokens), teacher_tokens)
 
@@ -421,401 +307,26 @@ def published_law(teacher_tokens: TeacherTokens | None = None) -> DSLLaw:
     rule = teacher_tokens or TeacherTokens(per_param=TOKENS_PER_PARAM)
     file = LawFile(law="dsl", coefficients=dict(PUBLISHED), size_measure="nonembed", metric="eval_loss",
                    direction="lower", fitted=False, provenance=PUBLISHED_SOURCE + "; "
-                   + _tokens_text(rule) + "; coefficients are specific to that setup: refit for other model families",
-                   teacher_tokens=_rule_dict(rule))
+                   + tokens_text(rule) + "; coefficients are specific to that setup: refit for other model families",
+                   teacher_tokens=rule_dict(rule))
     return DSLLaw(file)
 
 
-def _rule_dict(rule: TeacherTokens) -> dict[str, float]:
+def rule_dict(rule: TeacherTokens) -> dict[str, float]:
     return {"common": rule.common} if rule.common is not None else {"per_param": rule.per_param}  # type: ignore[dict-item]
 
 
-def _tokens_text(rule: TeacherTokens) -> str:
+def tokens_text(rule: TeacherTokens) -> str:
     if rule.common is not None:
         return f"teachers trained on {rule.common:.3g} tokens each"
     return f"teachers trained on {rule.per_param:g} tokens per parameter"
 
 
-# -- fitting from runs -------------------------------------------------------------
-@dataclass(frozen=True)
-class _Runs:
-    """The columns the fit needs, one entry per run (sizes in ``measure``)."""
-
-    student: np.ndarray
-    tokens: np.ndarray
-    teacher: np.ndarray
-    teacher_tokens: np.ndarray
-    teacher_loss: np.ndarray
-    observed: np.ndarray
-    measure: SizeMeasure
-    notes: tuple[str, ...]
-
-    def take(self, index: np.ndarray) -> "_Runs":
-        return _Runs(self.student[index], self.tokens[index], self.teacher[index], self.teacher_tokens[index],
-                     self.teacher_loss[index], self.observed[index], self.measure, self.notes)
-
-    def teacher_points(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Distinct (teacher size, teacher tokens) with their mean log loss."""
-        keys = np.column_stack([self.teacher, self.teacher_tokens])
-        unique, inverse = np.unique(keys, axis=0, return_inverse=True)
-        log_loss = np.bincount(inverse.ravel(), weights=np.log(self.teacher_loss)) / np.bincount(inverse.ravel())
-        return unique[:, 0], unique[:, 1], log_loss
-
-    def student_groups(self) -> list[str]:
-        return [f"{n:.0f}/{d:.0f}" for n, d in zip(self.student, self.tokens)]
-
-
-def _nonembed_lookup() -> dict[int, int]:
+def nonembed_lookup() -> dict[int, int]:
     from capgap.sizes.ladders import KNOWN_LADDERS
 
     return {m.params: m.params_nonembed for ladder in KNOWN_LADDERS.values() for m in ladder if m.params_nonembed}
 
 
-def _sizes(runs: Sequence[RunRecord], which: str, lookup: Mapping[int, int]) -> list[int | None]:
+def run_sizes(runs: Sequence[RunRecord], which: str, lookup: Mapping[int, int]) -> list[int | None]:
     return [r.size(which, "nonembed") or lookup.get(r.size(which, "total")) for r in runs]  # type: ignore[arg-type]
-
-
-def _teacher_token_counts(runs: Sequence[RunRecord], assumed: float | None) -> tuple[np.ndarray, str | None]:
-    """Teacher training tokens from ``teacher_tokens`` (or an older store's ``extra['teacher_tokens']``), or one
-    common assumed count."""
-    given = [r.teacher_tokens if r.teacher_tokens is not None else r.extra.get("teacher_tokens") for r in runs]
-    present = [g for g in given if g not in (None, "")]
-    if present and len(present) < len(runs):
-        raise InputError(f"{len(runs) - len(present)} of {len(runs)} runs lack teacher_tokens; "
-                         "give the teachers' training tokens for every run or for none")
-    if present:
-        return np.array([parse_size(g, what="extra.teacher_tokens") for g in present], dtype=float), None
-    common = assumed if assumed is not None else TOKENS_PER_PARAM * max(r.teacher_params for r in runs)
-    how = "given" if assumed is not None else "assumed: 20 tokens per parameter of the largest teacher"
-    return np.full(len(runs), float(common)), f"no run gives teacher_tokens: every teacher taken as trained on {common:.3g} tokens ({how})"
-
-
-def _collect(runs: Sequence[RunRecord], options: FitOptions, teacher_tokens: float | None) -> _Runs:
-    if options.direction != "lower":
-        raise InputError(f"the dsl law models cross-entropy (lower is better); metric {options.metric!r} is "
-                         "higher-is-better: fit a loss metric such as eval_loss, or use --law ratio|linear|power")
-    if options.family is not None:
-        runs = [r for r in runs if r.family == options.family]
-        if not runs:
-            raise InputError(f"no runs of family {options.family!r}")
-    with_metric = [r for r in runs if r.metric(options.metric) is not None]
-    if not with_metric:
-        names = sorted({m for r in runs for m in r.metrics})
-        raise InputError(f"no run has metric {options.metric!r}; metrics found: {', '.join(names) or 'none'}")
-    lacking = [r for r in with_metric if r.teacher_loss is None or r.tokens is None]
-    if lacking:
-        raise InputError(f"{len(lacking)} of {len(with_metric)} runs lack teacher_loss or tokens; the dsl law needs "
-                         "both for every run (teacher_loss: the teacher's held-out loss in nats/token)")
-    runs = with_metric
-    notes: list[str] = []
-    lookup = _nonembed_lookup()
-    students, teachers = _sizes(runs, "student", lookup), _sizes(runs, "teacher", lookup)
-    measure: SizeMeasure = "nonembed"
-    if None in students or None in teachers:
-        missing = sum(s is None or t is None for s, t in zip(students, teachers))
-        if options.size_measure == "nonembed":
-            raise InputError(f"{missing} of {len(runs)} runs lack non-embedding sizes (student_params_nonembed, "
-                             "teacher_params_nonembed); give them, or fit on --size total")
-        measure = "total"
-        students, teachers = [r.student_params for r in runs], [r.teacher_params for r in runs]
-        message = (f"{missing} of {len(runs)} runs lack non-embedding sizes: the dsl law is fitted on total sizes "
-                   "(Busbridge et al. use non-embedding sizes; the fitted constants absorb the difference)")
-        warnings.warn(message, stacklevel=3)
-        notes.append(message)
-    teacher_token_counts, tokens_note = _teacher_token_counts(runs, teacher_tokens)
-    if tokens_note:
-        notes.append(tokens_note)
-    return _Runs(student=np.array(students, dtype=float), tokens=np.array([r.tokens for r in runs], dtype=float),
-                 teacher=np.array(teachers, dtype=float), teacher_tokens=teacher_token_counts,
-                 teacher_loss=np.array([r.teacher_loss for r in runs], dtype=float),
-                 observed=np.array([r.metric(options.metric) for r in runs], dtype=float),
-                 measure=measure, notes=tuple(notes))
-
-
-def _default_free(data: _Runs) -> tuple[list[str], list[str]]:
-    """Which constants the data can pin down: (supervised, distillation); the rest stay published.
-
-    Always fitted: the supervised law's E, A, alpha (from the teachers) and the
-    distillation law's A2, c0, d1. The token terms need several tokens-per-
-    parameter ratios (else D and N move together), the transition shape
-    (c1, f1) and the gammas need many runs.
-    """
-    n_t, d_t, _ = data.teacher_points()
-    n_teachers = len(n_t)
-    teacher_token_counts = len(np.unique(np.round(np.log(d_t / n_t), 1)))  # distinct tokens per parameter
-    groups = len(set(data.student_groups()))
-    ratios = len(np.unique(np.round(np.log(data.tokens / data.student), 1)))
-    supervised = ["E", "A", "alpha"]
-    if teacher_token_counts >= 2 and n_teachers >= 6:
-        supervised += ["B", "beta"]
-    if teacher_token_counts >= 3 and n_teachers >= 12:
-        supervised += ["gamma"]
-    distillation = ["A2", "c0", "d1"]
-    if groups >= 6 and ratios >= 2:
-        distillation += ["B2", "alpha2", "beta2"]
-    if len(data.observed) >= 40:
-        distillation += ["c1", "f1"]
-    if groups >= 12 and ratios >= 3:
-        distillation += ["gamma2"]
-    return supervised, [n for n in DISTILLATION if n in distillation]
-
-
-def _in_space(names: Sequence[str], coef: Mapping[str, float]) -> dict[str, float]:
-    return {n: _to_space(n, coef[n]) for n in names}
-
-
-def _fit_once(data: _Runs, teachers: tuple[np.ndarray, np.ndarray, np.ndarray], start: Mapping[str, float],
-              free_sup: Sequence[str], free_dis: Sequence[str], delta: float,
-              multistart: bool) -> tuple[dict[str, float], dict[str, float]]:
-    """One fit of both stages from ``start`` (natural coefficients); returns the coefficients and mean losses.
-
-    ``teachers``: (size, tokens, log loss) of the teachers the supervised law is fitted on.
-    """
-    coef = dict(start)
-    losses = {}
-    if free_sup:
-        n_t, d_t, log_lt = teachers
-        log_n, log_d = np.log(n_t), np.log(d_t)
-        theta, losses["supervised"] = _fit_huber(
-            lambda th: _supervised_residuals(th, log_n, log_d, log_lt), SUPERVISED, _in_space(SUPERVISED, coef),
-            free_sup, _SUP_BOUNDS, _SUP_GRID if multistart else None, delta)
-        coef.update({n: _from_space(n, theta[n]) for n in free_sup})  # fixed ones stay exact
-    log_n, log_d = np.log(data.student), np.log(data.tokens)
-    log_lsup = np.log(supervised_loss(coef, data.student, data.tokens))
-    log_lt, log_obs = np.log(data.teacher_loss), np.log(data.observed)
-    theta, losses["distillation"] = _fit_huber(
-        lambda th: _distillation_residuals(th, log_n, log_d, log_lt, log_lsup, log_obs), DISTILLATION,
-        _in_space(DISTILLATION, coef), free_dis, _DIS_BOUNDS, _DIS_GRID if multistart else None, delta)
-    coef.update({n: _from_space(n, theta[n]) for n in free_dis})
-    return coef, losses
-
-
-def _rule_for(data: _Runs) -> TeacherTokens:
-    """How to give a recommended teacher its training tokens: as the measured teachers were."""
-    n_t, d_t, _ = data.teacher_points()
-    per_param = d_t / n_t
-    if np.unique(d_t).size > 1 and np.ptp(np.log(per_param)) < 0.1:
-        return TeacherTokens(per_param=float(np.median(per_param)))
-    return TeacherTokens(common=float(np.median(d_t)))
-
-
-def fit(runs: Sequence[RunRecord], options: FitOptions, *, supervised: Mapping[str, float] | None = None,
-        teacher_tokens: float | None = None, free: Collection[str] | None = None,
-        delta: float = HUBER_DELTA) -> DSLLaw:
-    """Fit the distillation scaling law to runs that carry teacher_loss and tokens.
-
-    ``supervised``: the supervised law's constants (E, A, B, alpha, beta, gamma)
-    if known; otherwise they are fitted on the teachers' (size, tokens, loss).
-    ``teacher_tokens``: the teachers' common training tokens where runs do not
-    give ``extra['teacher_tokens']``. ``free``: the constants to fit (the rest
-    stay at the published values); by default chosen by ``_default_free``.
-    """
-    data = _collect(runs, options, teacher_tokens)
-    start = dict(PUBLISHED)
-    if supervised is not None:
-        unknown = set(SUPERVISED) - set(supervised)
-        if unknown:
-            raise InputError(f"supervised law lacks {', '.join(sorted(unknown))}; give all of {', '.join(SUPERVISED)}")
-        start.update({n: float(supervised[n]) for n in SUPERVISED})
-    auto_sup, auto_dis = _default_free(data)
-    if free is not None:
-        unknown = set(free) - set(SUPERVISED) - set(DISTILLATION)
-        if unknown:
-            raise InputError(f"unknown constant(s) {', '.join(sorted(unknown))}; accepted: {', '.join((*SUPERVISED, *DISTILLATION))}")
-        auto_sup, auto_dis = [n for n in SUPERVISED if n in free], [n for n in DISTILLATION if n in free]
-    free_sup = [] if supervised is not None else auto_sup
-    n_teachers = len(data.teacher_points()[0])
-    if free_sup and n_teachers < len(free_sup):
-        raise InputError(f"fitting the teachers' supervised law needs teacher losses of at least {len(free_sup)} "
-                         f"distinct teachers; found {n_teachers} (or give the supervised law's constants)")
-    free_dis = auto_dis
-    needed = len(free_dis) + 2
-    if len(data.observed) < needed:
-        raise InputError(f"the dsl law needs at least {needed} runs with teacher_loss and tokens to fit "
-                         f"{', '.join(free_dis)}; found {len(data.observed)}")
-
-    quick = options.quick and options.start is not None and all(n in options.start for n in (*free_sup, *free_dis))
-    if quick:  # model choice's refit of nearly the same runs: one local search from that fit (fitted ones only)
-        start.update({n: float(options.start[n]) for n in (*free_sup, *free_dis)})  # type: ignore[index]
-    coef, losses = _fit_once(data, data.teacher_points(), start, free_sup, free_dis, delta, multistart=not quick)
-    samples, failed = _bootstrap(data, coef, free_sup, free_dis, delta, options)
-    fitted = [*free_sup, *free_dis]
-    intervals = {}
-    for name in fitted:
-        low, high = quantile_interval([s[name] for s in samples], options.level)
-        if math.isfinite(low):
-            intervals[name] = [low, high]
-    rule = _rule_for(data)
-    residual = np.log(student_loss(coef, data.student, data.tokens, data.teacher_loss)) - np.log(data.observed)
-    fixed = [n for n in (*SUPERVISED, *DISTILLATION) if n not in fitted]
-    supervised_note = "given by the user" if supervised is not None else f"fitted on {n_teachers} teachers"
-    file = LawFile(
-        law="dsl", coefficients=coef, intervals=intervals, samples=samples, size_measure=data.measure,
-        metric=options.metric, direction="lower", n_runs=len(data.observed), runs_hash=runs_hash(runs),
-        student_range=[float(data.student.min()), float(data.student.max())], level=options.level, fitted=True,
-        provenance=(f"distillation scaling law of Busbridge et al. (arXiv 2502.08606, Eq. 1 and 8) fitted by capgap "
-                    f"on {len(data.observed)} runs ({options.metric}, {data.measure} sizes); supervised law "
-                    f"{supervised_note}; held at the published values: {', '.join(fixed) or 'none'}; "
-                    f"Huber delta {delta:g} on log loss; {len(samples)} bootstrap resamples over runs, seed {options.seed}; "
-                    + _tokens_text(rule) + "".join(f"; {note}" for note in data.notes)),
-        teacher_tokens=_rule_dict(rule),
-        diagnostics=LawDiagnostics(
-            formula="L_S = L_T + L_T^-c0 (1 + (L_T/(L(N_S,D_S) d1))^(1/f1))^(-c1 f1) (A2/N_S^alpha2 + B2/D_S^beta2)^gamma2",
-            free=fitted, fixed_at_published=fixed, huber_delta=delta,
-            goodness=Goodness(rmse_log=float(np.sqrt(np.mean(residual**2))),
-                              max_abs_log=float(np.max(np.abs(residual))), mean_huber=losses),
-            teacher_range=[float(data.teacher.min()), float(data.teacher.max())],
-            teacher_loss_range=None if quick else [float(data.teacher_loss.min()), float(data.teacher_loss.max())],
-            bootstrap=BootstrapReport(method="resampling runs within student groups and teachers", resamples=options.bootstrap,
-                                      failed=failed),
-            notes=list(data.notes)),
-    )
-    if quick:
-        return DSLLaw(file)
-    held_out = _held_out_rmse(data, coef, free_sup, free_dis, delta)
-    update: dict = {"goodness": file.diagnostics.goodness.model_copy(update={"held_out_rmse_log": held_out})}  # type: ignore[union-attr]
-    pure = _pure_error(data)
-    update["goodness"] = update["goodness"].model_copy(update={"pure_error_log": pure})
-    lack = _lack_of_fit(held_out, float(np.sqrt(np.mean(residual**2))), pure, options.metric)
-    if lack:
-        update["no_interval"] = lack
-    file.diagnostics = file.diagnostics.model_copy(update=update)
-    law = DSLLaw(file)
-    first = [*_extrapolation_warnings(law, data), *([lack] if lack else [])]
-    file.diagnostics = file.diagnostics.model_copy(update={"warnings": [
-        *first, *file.diagnostics.warnings, *_self_check(law, data, coef, fitted, failed, options)]})
-    return DSLLaw(file)
-
-
-# Held-out RMSE of log loss over in-sample RMSE, and in-sample RMSE over the spread of repeated seeds, beyond
-# which the law is said not to follow the runs. Set by simulation on runs that follow the law
-# (bench/dsl_held_out_threshold.py): see the README for the false-alarm rates.
-HELD_OUT_RATIO = 1.5
-PURE_ERROR_RATIO = 2.0
-
-
-def _pure_error(data: _Runs) -> float | None:
-    """The standard deviation of log loss between repeated runs of one (student, tokens, teacher); None: no repeats."""
-    total, df = replicate_error(np.column_stack([data.student, data.tokens, data.teacher]), np.log(data.observed))
-    return float(np.sqrt(total / df)) if df > 0 else None
-
-
-def _held_out_rmse(data: _Runs, coef: Mapping[str, float], free_sup: Sequence[str], free_dis: Sequence[str],
-                   delta: float) -> float | None:
-    """Leave-one-student-size-out RMSE of the log metric: each student size in turn is left out, the law refitted
-    on the rest (the same free constants, one local search from the fit) and the left-out runs predicted from their
-    teachers' measured losses. None with fewer than 3 student sizes (a fit on one size says nothing of others)."""
-    sizes = np.unique(data.student)
-    if sizes.size < 3:
-        return None
-    squared = []
-    for size in sizes:
-        train, test = data.take(np.flatnonzero(data.student != size)), data.take(np.flatnonzero(data.student == size))
-        teachers = train.teacher_points()
-        if free_sup and teachers[0].size < len(free_sup):
-            return None
-        refit, _ = _fit_once(train, teachers, coef, free_sup, free_dis, delta, multistart=False)
-        predicted = student_loss(refit, test.student, test.tokens, test.teacher_loss)
-        squared.append((np.log(predicted) - np.log(test.observed)) ** 2)
-    return float(np.sqrt(np.mean(np.concatenate(squared))))
-
-
-def _lack_of_fit(held_out: float | None, in_sample: float, pure: float | None, metric: str) -> str | None:
-    """The lack-of-fit warning where held-out error is markedly above in-sample error, or in-sample error far
-    above the spread of repeated seeds (None: no sign of either)."""
-    advice = "its optimal teachers are given without an interval; compare a curve family (--law auto)"
-    if pure is not None and pure > 0 and in_sample > PURE_ERROR_RATIO * pure:
-        return (f"lack of fit: the dsl law does not follow these runs (RMSE of log {metric} {in_sample:.3g} in "
-                f"sample against {pure:.3g} between repeated seeds, {in_sample / pure:.1f}x; above "
-                f"{PURE_ERROR_RATIO:g}x the misfit is systematic): {advice}")
-    if held_out is None or not held_out > HELD_OUT_RATIO * in_sample:
-        return None
-    return (f"lack of fit: the dsl law predicts left-out student sizes far worse than the runs it was fitted on "
-            f"(leave-one-student-size-out RMSE of log {metric} {held_out:.3g} against {in_sample:.3g} in sample, "
-            f"{held_out / in_sample:.1f}x; above {HELD_OUT_RATIO:g}x the law does not follow these runs across "
-            f"sizes): {advice}, or measure more student sizes")
-
-
-def _extrapolation_warnings(law: DSLLaw, data: _Runs) -> list[str]:
-    """One warning per side for the student groups fitted on whose optimum lies outside the measured teacher
-    losses; and one for interval ends dropped beyond the measured teachers."""
-    from capgap.sizes.units import format_size
-
-    groups = sorted(set(zip(data.student.tolist(), data.tokens.tolist())))
-    out: list[str] = []
-    for side in ("at_least", "at_most"):
-        beyond = [g for g in groups if law._outside(*g) == side]
-        if beyond:
-            out.append(_extrapolation_text(beyond, law, side))  # type: ignore[arg-type]
-    span = law.file.diagnostics.teacher_range or [0.0, math.inf]
-    cut = []
-    for student, tokens in groups:
-        raw, kept = law.law_optimum(student, tokens), law.optimal_teacher(student, tokens)
-        if (kept.censored is None and raw.censored is None and not law.file.diagnostics.no_interval
-                and (raw.low, raw.high) != (kept.low, kept.high)):
-            cut.append(format_size(student))
-    if cut:
-        out.append(f"the {law.file.level:.0%} interval of the optimal teacher of the {', '.join(cut)} "
-                   f"student{'s' if len(cut) > 1 else ''} reaches beyond the teachers measured "
-                   f"({format_size(span[0])}-{format_size(span[1])}): that end is dropped (the interval is one-sided)")
-    return out
-
-
-FAR_RATIO = 1e4  # an optimal teacher beyond 10^4x its student is a broken fit, not a finding
-
-
-def _self_check(law: DSLLaw, data: _Runs, coef: Mapping[str, float], fitted: Sequence[str], failed: int,
-                options: FitOptions) -> list[str]:
-    """The fit's checks of itself: constants at their bounds, intervals that did not spread, absurd answers."""
-    warnings_: list[str] = []
-    bounds = {**_SUP_BOUNDS, **_DIS_BOUNDS}
-    at_bound = [n for n in fitted if min(abs(_to_space(n, coef[n]) - b) for b in bounds[n]) < 1e-4 * (1 + abs(bounds[n][1]))]
-    if at_bound:
-        warnings_.append(f"{', '.join(at_bound)} at the bound of the search range: the runs do not pin "
-                         f"{'it' if len(at_bound) == 1 else 'them'} down, and the optimum built on "
-                         f"{'it' if len(at_bound) == 1 else 'them'} is not evidence")
-    empty = [n for n in fitted if law.file.intervals.get(n) is None]
-    if empty and options.bootstrap > 0:
-        warnings_.append(f"no interval for {', '.join(empty)}: the bootstrap resamples did not spread")
-    if failed:
-        warnings_.append(f"{failed} of {options.bootstrap} bootstrap resamples could not be refitted and are left out")
-    ratios, beyond = [], 0
-    for student, tokens in sorted(set(zip(data.student, data.tokens))):
-        estimate = law.law_optimum(student, tokens)
-        if estimate.censored:
-            beyond += 1
-        else:
-            ratios.append(estimate.estimate / student)
-    if beyond:
-        warnings_.append(f"for {beyond} of the student groups fitted on, the law finds no finite best teacher "
-                         "(larger is always better): it reports a bound, not an optimum")
-    if ratios and min(ratios) < 1.0:
-        warnings_.append(f"the optimal teacher comes out smaller than its student ({min(ratios):.2g}x) for students "
-                         "fitted on: outside what the law means")
-    if ratios and max(ratios) > FAR_RATIO:
-        warnings_.append(f"the optimal teacher comes out {max(ratios):.3g}x its student: beyond any measured teacher, "
-                         "the fit is extrapolating")
-    return warnings_
-
-
-def _bootstrap(data: _Runs, coef: Mapping[str, float], free_sup: Sequence[str], free_dis: Sequence[str],
-               delta: float, options: FitOptions) -> tuple[list[dict[str, float]], int]:
-    """Refit on resamples, warm-started at the fit.
-
-    Runs are resampled within each student group; the teachers (one measured
-    loss each, shared by all their runs) are resampled on their own, so the
-    supervised law's uncertainty reaches the optimal teacher's interval.
-    """
-    samples: list[dict[str, float]] = []
-    failed = 0
-    rng = np.random.default_rng([options.seed, 3])
-    teachers = data.teacher_points()
-    for index in bootstrap_indices(len(data.observed), options.bootstrap, rng, groups=data.student_groups()):
-        drawn = rng.integers(0, len(teachers[0]), size=len(teachers[0]))
-        if free_sup and np.unique(drawn).size < len(free_sup):
-            failed += 1  # too few distinct teachers drawn to refit the supervised law
-            continue
-        draw, _ = _fit_once(data.take(index), tuple(t[drawn] for t in teachers), coef, free_sup, free_dis,
-                            delta, multistart=False)
-        samples.append(draw)
-    return samples, failed

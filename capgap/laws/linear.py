@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from capgap.laws.base import register_law
-from capgap.laws.curve import CurveLaw
-from capgap.fit.onestage import grid_box
+from capgap.laws.curve import CurveLaw, grid_box
 
 _FLOOR = 1e-9  # a location that goes non-positive is pushed far below every teacher, not a NaN
 

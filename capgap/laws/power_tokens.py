@@ -11,9 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from capgap.laws.base import register_law
-from capgap.laws.curve import CurveLaw
+from capgap.laws.curve import CurveLaw, grid_box
 from capgap.laws.power import EXPONENT_BOUNDS
-from capgap.fit.onestage import grid_box
 
 TOKEN_EXPONENT_BOUNDS = (-3.0, 3.0)
 

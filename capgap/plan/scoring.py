@@ -1,7 +1,7 @@
 """How `capgap plan` scores a design: the linearised (Fisher) variance of ln T* under the fit's own curve model.
 
 The model is the one-stage model of ``capgap.fit.onestage`` with the curves the fit would use on the design
-(``capgap.laws.curve.curve_options``): a left/right curvature ratio shared by every student while some student
+(``capgap.fit.curve_fit.curve_options``): a left/right curvature ratio shared by every student while some student
 has few teachers, free per student once every one has ``MIN_TEACHERS_FOR_FREE_ASYMMETRY``; the far shape
 (s, alpha) fitted once a ladder spans a decade with five teachers; symmetric parabolas where nothing richer
 leaves a degree of freedom: the fit's own ``affordable_space`` on a stand-in of the design's groups
@@ -168,7 +168,7 @@ def affordable(model: LinearisedModel, index: np.ndarray, teachers: Sequence[set
     ``index`` of the model with these distinct ln teachers and run counts: the fit's own choice
     (``affordable_space`` on a stand-in of the design's groups), or (True, False, False, -1) where it would
     refuse."""
-    from capgap.laws.curve import affordable_space
+    from capgap.fit.curve_fit import affordable_space
     from capgap.fit.onestage import degrees_of_freedom
 
     ladders = [sorted(t) for t in teachers]
@@ -337,7 +337,8 @@ def fitted_model(runs: Sequence[RunRecord], targets_spec, law: str, metric: str 
     from capgap.runs.groups import group_runs
     from capgap.fit.law_fit import fit_law
     from capgap.laws.base import law_class
-    from capgap.laws.curve import Centre, CurveLaw, affordable_space
+    from capgap.fit.curve_fit import affordable_space, search_space
+    from capgap.laws.curve import Centre, CurveLaw
     from capgap.fit.onestage import bootstrap, fit_point
 
     fitted_law = fit_law(runs, law=law, metric=metric, size_measure=size_measure, bootstrap=n_boot, seed=seed)
@@ -373,7 +374,7 @@ def fitted_model(runs: Sequence[RunRecord], targets_spec, law: str, metric: str 
         log_ratio = curve[:, 2] if np.isfinite(curve[:, 2]).all() else None
         variants = {}
         for shared in (True, False):
-            this = cls.search_space(groups, centre, space.n_shape, shared_asymmetry=shared)
+            this = search_space(cls, groups, centre, space.n_shape, shared_asymmetry=shared)
             if shared and log_ratio is None:
                 # The fit had a free ratio per group: the shared ratio a design with fewer teachers would use is
                 # profiled at each draw on a comb of its box.

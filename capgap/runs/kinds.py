@@ -3,7 +3,7 @@
 A run record says its kind (``RunRecord.student_kind``; records from before the
 field are dense). A fit keeps runs of one kind apart (``capgap.runs.groups``) and can
 be restricted to one (``select_kind``); the law file it writes names the kinds
-it was fitted on (``student_kinds``, an extra field of the law file), so
+it was fitted on (``LawFile.student_kinds``), so
 ``recommend --student-kind moe`` knows whether its law covers MoE students.
 Laws place an MoE student by its active size (``RunRecord.size``): what one
 token uses, the dense student it was cut as; its total size, all experts,
@@ -53,8 +53,7 @@ def mark_kinds(file: Any, runs: Sequence[RunRecord]) -> None:
 
 def law_kinds(file: Any) -> list[str]:
     """The student kinds a law file was fitted on; dense for law files that do not say (all before MoE)."""
-    extra = getattr(file, "model_extra", None) or {}
-    kinds = extra.get(LAW_FIELD)
+    kinds = getattr(file, LAW_FIELD, None)
     return list(kinds) if isinstance(kinds, list) and kinds else ["dense"]
 
 
