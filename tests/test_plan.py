@@ -209,7 +209,7 @@ def test_a_student_with_few_teachers_is_scored_with_the_shared_ratio_the_fit_wou
 
 
 def test_exchange_never_leaves_a_batch_worse_than_the_greedy_one(monkeypatch) -> None:
-    import capgap.plan.planner as plan
+    import capgap.plan.search as plan
 
     runs = _runs([1.25, 1.6, 2.0, 2.5, 3.2, 4.0, 5.0, 6.4], noise=0.02)  # a narrow ladder, a noisy shallow curve
     monkeypatch.setattr(plan, "EXCHANGE_STARTS", 0)
@@ -293,7 +293,7 @@ def test_a_one_sided_fit_plans_beyond_its_bound_with_the_runs_so_far(capsys) -> 
 
 
 def test_the_cold_start_lookahead_prefers_a_first_batch_that_sets_up_the_second() -> None:
-    import capgap.plan.planner as plan
+    import capgap.plan.search as plan
     import capgap.plan.scoring as scoring
 
     model, prior, rows, targets = scoring.prior_model([], [(S, 20 * S)], 0, "total")

@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def plan_command(args: argparse.Namespace) -> int:
     from capgap.core.output import check_output
-    from capgap.plan.planner import plan_runs, write_plan_csv
+    from capgap.plan.planner import plan_runs
+    from capgap.plan.records import write_plan_csv
     from capgap.runs.store import load_runs
 
     if args.out:  # refuse before the planning, not after

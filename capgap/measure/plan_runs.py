@@ -9,7 +9,7 @@ from typing import Callable
 from capgap.core.errors import InputError
 from capgap.measure.config import MeasureConfig
 from capgap.measure.sweep import SweepResult, measure, resolve_teachers
-from capgap.plan.planner import read_plan_csv
+from capgap.plan.records import read_plan_csv
 
 
 def measure_plan(config: MeasureConfig, plan_path: str, *, warn: Callable[[str], None] | None = None) -> SweepResult:
