@@ -17,7 +17,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForC
 
 from capgap.commands.cli import main  # noqa: E402
 from capgap.measure import prune  # noqa: E402
-from capgap.measure.assistant import (CandidateScore, Sandwich, choose, performance, sandwich_gradients,  # noqa: E402
+from capgap.measure.sandwich import (CandidateScore, Sandwich, choose, performance, sandwich_gradients,  # noqa: E402
                                       sandwich_sample, tradeoff, train_sandwich)
 from capgap.measure.config import TrainConfig  # noqa: E402
 from capgap.measure.loss import distill_loss  # noqa: E402

@@ -54,6 +54,9 @@ its student): the MiniDisc-style table. Every run id is derived from its
 configuration, and a record is appended only after its run (and checkpoint) is
 complete, so a killed job resumes without repeating or duplicating runs.
 
+Code: the candidates in capgap.measure.assistant_candidates, the sandwich run and
+the scoring in capgap.measure.sandwich, the job and the chain here.
+
 FLOPs (capgap.sizes.units.distill_flops, evaluation not counted): the scoring run costs,
 per step of D tokens, 2*N_T*D (one teacher forward) + 6*D*sum(N_c of the sampled
 candidates); one chain per candidate costs sum over c of
@@ -62,302 +65,28 @@ candidates); one chain per candidate costs sum over c of
 
 from __future__ import annotations
 
-import bisect
-import copy
 import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
-
-import torch
-from torch.func import functional_call
+from typing import Any, Callable
 
 from capgap.core.errors import InputError
 from capgap.measure import prune
+from capgap.measure.assistant_candidates import nominal_sparsity, parse_candidates
 from capgap.measure.config import AssistantConfig, TrainConfig
 from capgap.measure.corpus import load_corpus
 from capgap.measure.evaluate import eval_loss, read_lambada, wikitext2_ids, wikitext2_ppl
-from capgap.measure.loss import distill_loss
 from capgap.measure.models import checkpoint_fingerprint, family_of, load_pretrained, param_count
+from capgap.measure.sandwich import PERFORMANCE, CandidateScore, Sandwich, choose, score_candidates, train_sandwich
 from capgap.measure.students import student_config
 from capgap.measure.sweep import Pair, PairRunner, PreparedCorpus, Teacher, check_store_writable, resolve_teachers
 from capgap.measure.tokenizer import encode, vocab_fingerprint
-from capgap.measure.train import build_optimizer, lr_at, mixed_precision, plan_steps, resolve_device
+from capgap.measure.train import plan_steps, resolve_device
 from capgap.runs.records import RunRecord, run_id_for
-from capgap.sizes.units import ParamCount, distill_flops, format_size, parse_size
+from capgap.sizes.units import distill_flops, format_size, parse_size
 from capgap.runs.store import RunStore
-
-PERFORMANCE = "exp(teacher_loss - eval_loss)"  # m, stated in every record and output
-
-
-# -- candidates ----------------------------------------------------------------
-
-def parse_candidates(specs: Sequence[str]) -> list[tuple[str, float | int]]:
-    """('0.5', '30k') -> [('0.5', 0.5), ('30k', 30000)]: a sparsity (float in (0, 1)) or a size (int)."""
-    parsed: list[tuple[str, float | int]] = []
-    for spec in (s.strip() for s in specs):
-        if not spec:
-            continue
-        try:
-            value = float(spec)
-        except ValueError:
-            value = None
-        if value is not None and value < 1:
-            if not 0 < value < 1:
-                raise InputError(f"--candidates: sparsity {spec} is out of range; accepted: 0 < p < 1 or a size "
-                                 "such as 30k")
-            parsed.append((spec, value))
-        else:
-            parsed.append((spec, parse_size(spec, what="--candidates size")))
-    if not parsed:
-        raise InputError("--candidates is empty; give sparsities such as 0.3,0.5,0.7 or sizes such as 60k,40k")
-    return parsed
-
-
-def nominal_sparsity(teacher: Any, spec: str, value: float | int) -> float:
-    """The p of the sqrt(1 - p) rule for a candidate given as a sparsity or a size."""
-    if isinstance(value, float):
-        return value
-    try:
-        p = prune.plan_shape(teacher, value).sparsity
-    except InputError as exc:
-        raise InputError(f"--candidates {spec}: {exc}") from None
-    if p >= 1:
-        raise InputError(f"--candidates {spec} is the smallest prunable model; give a larger assistant")
-    return p
-
-
-@dataclass
-class Candidate:
-    """One candidate assistant of a sandwich: its shape, size and where its weights live in the supernet."""
-
-    spec: str  # as given
-    nominal_sparsity: float  # p of the sqrt(1 - p) rule
-    params: ParamCount
-    model: Any  # a model of the candidate's shape; its own weights are never used (see Sandwich.logits)
-    sources: dict[str, tuple[str, torch.Tensor, torch.Size]]  # parameter -> (supernet parameter, flat indices, shape)
-
-    def sparsity(self, teacher_params: int) -> float:
-        return 1.0 - self.params.total / teacher_params
-
-
-def _id_probe(model: Any) -> tuple[Any, list[tuple[int, str, int]]]:
-    """A float64 CPU copy of ``model``'s architecture whose parameters hold their own global indices."""
-    from transformers import AutoModelForCausalLM
-
-    with torch.device("meta"):
-        probe = AutoModelForCausalLM.from_config(model.config)
-    probe = probe.to_empty(device="cpu").to(torch.float64)
-    probe.tie_weights()
-    names = [n for n, _ in model.named_parameters()]
-    if [n for n, _ in probe.named_parameters()] != names:
-        raise RuntimeError("the index probe does not have the teacher's parameters")
-    ranges, offset = [], 0
-    with torch.no_grad():
-        for name, param in probe.named_parameters():
-            param.copy_(torch.arange(offset, offset + param.numel(), dtype=torch.float64).view_as(param))
-            ranges.append((offset, name, param.numel()))
-            offset += param.numel()
-    return probe, ranges
-
-
-def _sources(pruned: Any, ranges: list[tuple[int, str, int]], device: torch.device
-             ) -> dict[str, tuple[str, torch.Tensor, torch.Size]]:
-    """For each parameter of a pruned index probe, the teacher parameter and flat indices it was copied from."""
-    starts = [start for start, _, _ in ranges]
-    found = {}
-    for name, param in pruned.named_parameters():
-        ids = param.detach().reshape(-1)
-        # Copied values are distinct whole numbers; a weight left at its init (random, or LayerNorm's ones) is not.
-        if not torch.equal(ids, ids.round()) or ids.min() < 0 or ids.unique().numel() != ids.numel():
-            raise RuntimeError(f"pruning did not copy {name} from the teacher")
-        ids = ids.long()
-        start, source, numel = ranges[bisect.bisect_right(starts, int(ids.min())) - 1]
-        if int(ids.max()) >= start + numel:
-            raise RuntimeError(f"{name} gathers from more than one teacher parameter")
-        found[name] = (source, (ids - start).to(device), param.shape)
-    return found
-
-
-class Sandwich:
-    """Nested candidate assistants sharing one trainable copy of the teacher (module doc, "Sandwich run").
-
-    Candidates are ordered from the largest (lowest sparsity) to the smallest.
-    """
-
-    def __init__(self, teacher: Any, candidates: Sequence[tuple[str, float]], importance: prune.MaskImportance):
-        reference = next(teacher.parameters())
-        self.supernet = copy.deepcopy(teacher)
-        for param in self.supernet.parameters():
-            param.requires_grad_(True)
-        self.teacher_params = param_count(teacher.config).total
-        probe, ranges = _id_probe(teacher)
-        built: list[Candidate] = []
-        for spec, p in sorted(candidates, key=lambda c: c[1]):
-            pruned = prune.prune_by_sparsity(probe, p, [], importance=importance)
-            skeleton = copy.deepcopy(pruned).to(device=reference.device, dtype=reference.dtype)
-            for param in skeleton.parameters():
-                param.requires_grad_(False)
-            skeleton.eval()  # train_sandwich switches it to training mode (dropout) for the run
-            built.append(Candidate(spec, p, pruned.prune_report.student, skeleton,
-                                   _sources(pruned, ranges, reference.device)))
-        seen: dict[tuple[int, int, int], str] = {}
-        for c in built:
-            report = c.model.prune_report
-            shape = (report.num_heads, report.hidden_size, report.intermediate_size)
-            if shape in seen:
-                raise InputError(f"--candidates {seen[shape]} and {c.spec} give the same assistant ({report.num_heads} "
-                                 f"heads, MLP {report.intermediate_size}); give sparsities further apart")
-            seen[shape] = c.spec
-        self.candidates = built
-
-    def _weights(self, index: int) -> dict[str, torch.Tensor]:
-        named = dict(self.supernet.named_parameters())
-        return {name: named[source].reshape(-1)[ids].view(shape)
-                for name, (source, ids, shape) in self.candidates[index].sources.items()}
-
-    def logits(self, index: int, input_ids: torch.Tensor) -> torch.Tensor:
-        """Candidate ``index``'s logits, its weights gathered from the supernet (gradients flow back to it)."""
-        model = self.candidates[index].model
-        return functional_call(model, self._weights(index), args=(), kwargs={"input_ids": input_ids}).logits
-
-    def elements(self, index: int) -> dict[str, set[int]]:
-        """Which supernet elements candidate ``index`` uses, per supernet parameter."""
-        used: dict[str, set[int]] = {}
-        for source, ids, _ in self.candidates[index].sources.values():
-            used.setdefault(source, set()).update(ids.tolist())
-        return used
-
-    def extract(self, index: int) -> Any:
-        """Candidate ``index`` as an ordinary model of its shape (its ``prune_report`` kept), weights copied out."""
-        model = copy.deepcopy(self.candidates[index].model)
-        with torch.no_grad():
-            weights = self._weights(index)
-            for name, param in model.named_parameters():
-                param.copy_(weights[name])
-                param.requires_grad_(True)
-        return model.eval()
-
-
-def sandwich_sample(count: int, k: int, generator: torch.Generator) -> list[int]:
-    """The candidates of one step: the largest (0), k middle ones drawn without replacement, the smallest."""
-    middle = list(range(1, count - 1))
-    if k < len(middle):
-        middle = sorted(1 + i for i in torch.randperm(len(middle), generator=generator)[:k].tolist())
-    return sorted({0, *middle, count - 1})
-
-
-@dataclass
-class SandwichRun:
-    tokens: int  # per candidate sampled
-    steps: int
-    flops: float
-    wall_s: float
-    sampled: list[list[int]]  # candidates of each step
-    last_loss: float  # the step's summed loss over its sampled candidates
-
-
-def sandwich_gradients(sandwich: Sandwich, teacher: Any, batch: torch.Tensor, chosen: Sequence[int],
-                       config: TrainConfig, weight: float = 1.0) -> float:
-    """Add ``weight`` times the gradient of each chosen candidate's distillation loss on ``batch`` to the supernet.
-
-    One teacher forward for all of them; returns the summed loss.
-    """
-    device = batch.device
-    inputs, targets = batch[:, :-1], batch[:, 1:]
-    total = 0.0
-    with torch.no_grad(), mixed_precision(device):
-        teacher_logits = teacher(input_ids=inputs).logits
-    for index in chosen:
-        with mixed_precision(device):
-            loss = distill_loss(sandwich.logits(index, inputs), teacher_logits, targets, alpha=config.alpha,
-                                temperature=config.temperature, vocab_size=config.vocab_size).total
-        (loss * weight).backward()
-        total += loss.item() * weight
-    return total
-
-
-def train_sandwich(sandwich: Sandwich, teacher: Any, train_ids: torch.Tensor, config: TrainConfig, k: int,
-                   progress: Callable[[int, int, float], None] | None = None) -> SandwichRun:
-    """The scoring run: ``config.tokens`` tokens; each step the largest, the smallest and k sampled middle candidates."""
-    device = resolve_device(config.device)
-    steps, seqs_per_step = plan_steps(config, len(train_ids))
-    window = config.seq_len + 1
-    windows = train_ids[: (len(train_ids) // window) * window].view(-1, window)
-    order = torch.randperm(len(windows), generator=torch.Generator().manual_seed(config.seed))[: steps * seqs_per_step]
-    sampler = torch.Generator().manual_seed(config.seed)
-    teacher.eval()
-    sandwich.supernet.train()
-    for c in sandwich.candidates:
-        c.model.train()
-    optimizer = build_optimizer(sandwich.supernet, config)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, steps, config))
-    step_tokens = seqs_per_step * config.seq_len
-    teacher_params = sandwich.teacher_params
-    flops, history, last = 0.0, [], float("nan")
-    start = time.perf_counter()
-    for step in range(steps):
-        chosen = sandwich_sample(len(sandwich.candidates), k, sampler)
-        history.append(chosen)
-        optimizer.zero_grad(set_to_none=True)
-        last = 0.0
-        for micro in order[step * seqs_per_step:(step + 1) * seqs_per_step].split(config.micro_batch):
-            last += sandwich_gradients(sandwich, teacher, windows[micro].to(device), chosen, config,
-                                       weight=len(micro) / seqs_per_step)
-        torch.nn.utils.clip_grad_norm_(sandwich.supernet.parameters(), config.grad_clip)
-        optimizer.step()
-        schedule.step()
-        flops += step_tokens * (2.0 * teacher_params + 6.0 * sum(sandwich.candidates[i].params.total for i in chosen))
-        if progress is not None:
-            progress(step + 1, steps, last)
-    for c in sandwich.candidates:
-        c.model.eval()
-    return SandwichRun(tokens=steps * step_tokens, steps=steps, flops=flops, wall_s=time.perf_counter() - start,
-                       sampled=history, last_loss=last)
-
-
-# -- scoring -------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class CandidateScore:
-    spec: str
-    nominal_sparsity: float  # p of the sqrt(1 - p) rule
-    sparsity: float  # 1 - params / teacher params: what the tradeoff uses
-    params: int
-    params_nonembed: int
-    eval_loss: float  # held-out, after the sandwich run
-    performance: float  # m = exp(teacher_loss - eval_loss)
-    tradeoff: float  # t = m + lambda * sparsity
-
-
-def performance(loss: float, teacher_loss: float) -> float:
-    """m, higher is better: the candidate's per-token probability relative to the teacher's (module doc)."""
-    return math.exp(teacher_loss - loss)
-
-
-def tradeoff(m: float, sparsity: float, lam: float) -> float:
-    """MiniDisc's lambda-tradeoff t = m + lambda * sparsity."""
-    return m + lam * sparsity
-
-
-def choose(scores: Sequence[CandidateScore]) -> int:
-    """Index of the largest tradeoff; on a tie, the larger (less sparse) candidate."""
-    return max(range(len(scores)), key=lambda i: (scores[i].tradeoff, -scores[i].sparsity))
-
-
-def score_candidates(sandwich: Sandwich, evaluate: Callable[[Any], float], teacher_loss: float,
-                     lam: float) -> list[CandidateScore]:
-    """Every candidate's held-out loss (``evaluate`` of its extracted model), m and t."""
-    scores = []
-    for index, c in enumerate(sandwich.candidates):
-        loss = evaluate(sandwich.extract(index))
-        s = c.sparsity(sandwich.teacher_params)
-        m = performance(loss, teacher_loss)
-        scores.append(CandidateScore(c.spec, c.nominal_sparsity, s, c.params.total, c.params.nonembed, loss, m,
-                                     tradeoff(m, s, lam)))
-    return scores
 
 
 # -- the job -------------------------------------------------------------------
