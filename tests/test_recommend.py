@@ -680,3 +680,15 @@ def test_an_exact_fits_bracket_is_not_called_a_90_percent_interval():
                            seed=3, with_teacher_loss=False)
     fitted = recommend("100M", law=fit_law(noisy, law="ratio", bootstrap=200), ladder="pythia")
     assert not fitted.bracket and "90% interval" in " ".join(format_recommendation(fitted))
+
+
+def test_a_shipped_ladder_is_taken_by_name_as_plan_takes_it(capsys):
+    from capgap.core.resources import data_path
+
+    args = ["recommend", "--student", "100k", "--tokens", "250k", "--json"]
+    assert main([*args, "--ladder", "shakespeare-study-ladder"]) == 0
+    by_name = json.loads(capsys.readouterr().out)
+    assert main([*args, "--ladder", str(data_path("runs", "shakespeare-study-ladder.csv"))]) == 0
+    assert json.loads(capsys.readouterr().out) == by_name
+    assert main([*args, "--ladder", "no-such-ladder"]) == 2
+    assert "a shipped ladder's name (capgap data)" in capsys.readouterr().err

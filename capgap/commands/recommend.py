@@ -7,6 +7,13 @@ import argparse
 TEACHER_COSTS = ("none", "inference", "pretraining", "both")  # capgap.sizes.costs.TEACHER_COSTS, without importing it
 
 
+def _ladder(value: str) -> str:
+    """A shipped ladder's name (``shakespeare-study-ladder``) as its path, as plan --teachers takes it."""
+    from capgap.commands.shipped import shipped_path  # at parse time only: recommend starts fast
+
+    return shipped_path(value)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("recommend", help="recommend a teacher size (and a real model) for a student")
     parser.add_argument("--student", required=True, metavar="SIZE",
@@ -22,8 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--student-kind", choices=["dense", "moe"], default="dense",
                         help="dense (default) or moe: a mixture-of-experts student (--student its active size); "
                              "answered by a --law fitted on MoE runs, else the dense answer with a caveat first")
-    parser.add_argument("--ladder", default="pythia", metavar="pythia|gpt2|none|LADDER.csv",
-                        help="real models to snap to: a known ladder or a CSV with name,params columns (default: pythia)")
+    parser.add_argument("--ladder", default="pythia", type=_ladder, metavar="pythia|gpt2|none|LADDER.csv",
+                        help="real models to snap to: a known ladder, a CSV with name,params columns or a shipped "
+                             "ladder's name (capgap data) (default: pythia)")
     parser.add_argument("--size", choices=["total", "nonembed"], default=None, dest="size_measure",
                         help="what --student and --available-teacher count (default: total, whatever --law); "
                              "each law gets them converted to its own measure, and says how")

@@ -91,4 +91,5 @@ def get_ladder(spec: str) -> list[LadderModel]:
         return []
     if spec.endswith(".csv") or Path(spec).exists():
         return read_ladder_csv(spec)
-    raise InputError(f"unknown ladder {spec!r}; accepted: pythia, gpt2, none, or a CSV path with name,params columns")
+    raise InputError(f"unknown ladder {spec!r}; accepted: pythia, gpt2, none, a shipped ladder's name (capgap data) "
+                     "or a CSV path with name,params columns")
