@@ -54,12 +54,12 @@ def test_no_module_imports_another_modules_private_names():
 
 def test_the_private_name_check_sees_both_forms(tmp_path):
     probe = PACKAGE / "runs" / "_probe_for_test.py"  # a module inside the package, so its name resolves
-    probe.write_text("from capgap.fit.onestage import _TINY\nimport capgap.fit.solver as solver\nx = solver._hidden\n")
+    probe.write_text("from capgap.fit.onestage import _IRLS_STEPS\nimport capgap.fit.solver as solver\nx = solver._hidden\n")
     try:
         found = _private_imports(probe)
     finally:
         probe.unlink()
-    assert len(found) == 2 and "_TINY" in found[0] and "solver._hidden" in found[1]
+    assert len(found) == 2 and "_IRLS_STEPS" in found[0] and "solver._hidden" in found[1]
 
 
 def test_the_top_level_shows_the_pipeline_in_about_ten_entries():

@@ -11,7 +11,8 @@ from capgap.fit.law_fit import fit_law
 from capgap.fit.curve_fit import affordable_space
 from capgap.laws.curve import Centre
 from capgap.laws.ratio import RatioLaw
-from capgap.fit.onestage import fit_point, shape_curve, skewed_square
+from capgap.fit.onestage import shape_curve, skewed_square
+from capgap.fit.point_fit import fit_point
 from capgap.runs.synthetic import synthetic_runs
 
 

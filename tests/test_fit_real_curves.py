@@ -9,7 +9,7 @@ from capgap.runs.groups import group_runs
 from capgap.fit.law_fit import fit_law
 from capgap.fit.curve_fit import affordable_space, search_space
 from capgap.laws.curve import Centre
-from capgap.fit.onestage import fit_point, location_comb
+from capgap.fit.point_fit import fit_point, location_comb
 from capgap.recommender.answer import recommend
 from capgap.runs.synthetic import synthetic_runs
 

@@ -199,8 +199,8 @@ def test_a_curve_that_never_turns_is_flagged():
 
 
 def test_failed_resamples_are_counted_and_said(monkeypatch):
+    import capgap.fit.intervals.bootstrap as resampling
     import capgap.fit.solver as fit_module
-    import capgap.fit.onestage as onestage
     from capgap.laws.base import CurveMethod
 
     real = fit_module.minimize_batch
@@ -211,7 +211,7 @@ def test_failed_resamples_are_counted_and_said(monkeypatch):
             solutions[: n_rows // 10] = np.nan
         return solutions, converged
 
-    monkeypatch.setattr(onestage, "minimize_batch", half_broken)
+    monkeypatch.setattr(resampling, "minimize_batch", half_broken)
     law = fit_law(runs_for(ratio=2.5, noise=0.003, seed=1), law="ratio", bootstrap=200,
                   method=CurveMethod(intervals="bootstrap"))
     assert law.file.diagnostics.bootstrap.failed == 20 and len(law.file.samples) == 180

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from capgap.core.errors import InputError
+from capgap.fit.intervals import IntervalDraws, draw_intervals
 from capgap.fit.lack_of_fit import lack_of_fit, location_misfit
 from capgap.fit.one_sided import edge_bound
 from capgap.laws.base import (BootstrapReport, CurveMethod, FitOptions, Goodness, LawDiagnostics, LawFile,
@@ -22,9 +23,6 @@ from capgap.sizes.units import format_size
 
 WIDE_INTERVAL = 100.0  # an interval wider than this factor bounds nothing a user can act on
 FAR_RATIO = 1e4  # an optimal teacher beyond 10^4x its student is not a finding but a broken fit
-MIN_EFFECTIVE_DRAWS = 100
-FALLBACK_RESAMPLES = 200  # residual-bootstrap refits where the likelihood sampler collapses ...
-RETRY_PROPOSALS = 4  # ... even after one more try with this many times its proposals
 DEFAULT_METHOD = CurveMethod()  # what capgap ships
 MIN_TEACHERS_FOR_FREE_ASYMMETRY = 6  # a free left/right ratio per group where every group has this many teachers
 MIN_WINDOW_TEACHERS = 4  # a window around the optimum (CurveMethod.window) keeps at least the 4 nearest teachers
@@ -289,7 +287,7 @@ class ModelFit:
 def _fit_model(cls: type[CurveLaw], groups: RunGroups, centre: Centre, options: FitOptions,
                asymmetry: str) -> ModelFit:
     """The point fit of one asymmetry model ("ratio": kinked left/right curvatures; "skew": one smooth skew)."""
-    from capgap.fit.onestage import fit_point
+    from capgap.fit.point_fit import fit_point
 
     space, simplified = affordable_space(cls, groups, centre, asymmetry, options.method)
     if options.start is not None:
@@ -330,7 +328,8 @@ def _fit_in_window(cls: type[CurveLaw], groups: RunGroups, centre: Centre, space
 
     Returns (point fit, the groups of the runs it used).
     """
-    from capgap.fit.onestage import fit_point, window
+    from capgap.fit.onestage import window
+    from capgap.fit.point_fit import fit_point
 
     point = fit_point(groups, space)
     used = np.ones(groups.n_runs, dtype=bool)
@@ -344,72 +343,6 @@ def _fit_in_window(cls: type[CurveLaw], groups: RunGroups, centre: Centre, space
         point = fit_point(fitted_groups, search_space(cls, fitted_groups, centre, space.n_shape, space.shared_asymmetry,
                                                           space.skew, space.ratio))
     return point, fitted_groups
-
-
-@dataclass(frozen=True)
-class IntervalDraws:
-    draws: np.ndarray
-    report: BootstrapReport
-    warnings: list[str]
-
-
-def draw_intervals(groups: RunGroups, point, options: FitOptions, inflation: float = 1.0, fallback: bool = True,
-                   temper: float | None = None):
-    """Draws of the search point for the intervals, by ``options.method.intervals`` (bench/fit_calibration.py).
-
-    ``fallback``: where the likelihood sampler collapses, refit residual-bootstrap resamples instead (False: keep
-    its few effective draws, enough to mark where a checking model puts the optimum). ``temper``: the likelihood's
-    Bartlett-type factor where already known (a checking model takes the answering model's), else simulated.
-
-    Returns (the draws, the point fit): a sampler that finds a better fit than the point fit
-    moves the point fit there first.
-    """
-    from capgap.fit.onestage import PROPOSALS, bootstrap, likelihood_draws, refine
-
-    rng = np.random.default_rng(options.seed)
-    n = options.bootstrap
-
-    def residual_bootstrap(why: str = "", n: int = n) -> IntervalDraws:
-        boot = bootstrap(groups, point, n, rng, inflation)
-        notes = [f"{boot.failed} of {n} bootstrap resamples failed to refit and are left out of the intervals"
-                 ] if boot.failed else []
-        if boot.unconverged > 0.05 * n:
-            notes.append(f"{boot.unconverged} of {n} bootstrap refits stopped before converging")
-        report = BootstrapReport(method="residual bootstrap, residuals inflated by sqrt(n/df)" + why, resamples=n,
-                                 failed=boot.failed, unconverged=boot.unconverged)
-        return IntervalDraws(boot.draws, report, notes)
-
-    if options.method.intervals == "bootstrap":
-        return residual_bootstrap(), point
-    proposals = PROPOSALS
-    for _ in range(4):
-        sampled = likelihood_draws(groups, point, n, rng, proposals=proposals, inflation=inflation, temper=temper)
-        temper = sampled.temper
-        if sampled.better is not None:
-            point = refine(groups, point, sampled.better)  # a better fit than the optimiser's: move there, retry
-        elif sampled.effective < MIN_EFFECTIVE_DRAWS and proposals == PROPOSALS and fallback:
-            # A likelihood curved like a banana (a far shape that matters only away from the parabola) starves the
-            # adapted proposal: four times as many proposals, once, before the slow bootstrap. (A checking model
-            # without the fallback keeps its few effective draws: they mark where it puts the optimum.)
-            proposals = RETRY_PROPOSALS * PROPOSALS
-        else:
-            break
-    notes = []
-    if sampled.better is not None:
-        notes.append("the likelihood sampler kept finding better fits than the optimiser: no interval")
-    if sampled.failed:
-        notes.append(f"{sampled.failed} likelihood proposals could not be evaluated and got no weight")
-    if sampled.better is None and sampled.effective < MIN_EFFECTIVE_DRAWS and fallback:
-        # Too few effective draws to read percentiles from: the slower residual bootstrap stands in.
-        # Each resample is a refit: at most FALLBACK_RESAMPLES of them, so a collapsed sampler costs seconds, not
-        # minutes; percentiles of a 90% interval from a few hundred resamples are steady enough.
-        resamples = min(n, FALLBACK_RESAMPLES)
-        return residual_bootstrap(f" (the likelihood sampler's effective sample was {sampled.effective:.0f}; "
-                                  f"{resamples} resamples)", resamples), point
-    report = BootstrapReport(method="profile-likelihood sampling (importance-weighted, Bartlett-tempered)",
-                             resamples=n, failed=sampled.failed, effective=round(sampled.effective, 1),
-                             proposals=proposals, temper=round(sampled.temper, 3))
-    return IntervalDraws(sampled.draws, report, notes), point
 
 
 def _far_beyond_ladder(optimum) -> bool:

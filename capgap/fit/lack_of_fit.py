@@ -108,13 +108,13 @@ def _runs_of_signs(groups: RunGroups, residual: np.ndarray) -> LackOfFit:
 
 def location_misfit(groups: RunGroups, point, law: str) -> LackOfFit:
     """Does the law's location T*(S, D) follow the groups' own optima? An F test of the law against the same
-    curves with every group's optimum free (``onestage.free_location_objective``): G − P more parameters.
+    curves with every group's optimum free (``point_fit.free_location_objective``): G − P more parameters.
 
     Where it fires, the likelihood's noise variance is raised by the F ratio: the law's misfit to the optima
     then counts as noise, so an interval widens in step with how far the optima scatter about the law."""
     from scipy import stats
 
-    from capgap.fit.onestage import free_location_objective
+    from capgap.fit.point_fit import free_location_objective
 
     extra = len(groups.keys) - point.space.n_theta
     free_df = point.df - extra

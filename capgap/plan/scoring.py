@@ -339,7 +339,8 @@ def fitted_model(runs: Sequence[RunRecord], targets_spec, law: str, metric: str 
     from capgap.laws.base import law_class
     from capgap.fit.curve_fit import affordable_space, search_space
     from capgap.laws.curve import Centre, CurveLaw
-    from capgap.fit.onestage import bootstrap, fit_point
+    from capgap.fit.intervals.bootstrap import bootstrap
+    from capgap.fit.point_fit import fit_point
 
     fitted_law = fit_law(runs, law=law, metric=metric, size_measure=size_measure, bootstrap=n_boot, seed=seed)
     file = fitted_law.file
