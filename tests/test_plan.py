@@ -303,3 +303,27 @@ def test_the_cold_start_lookahead_prefers_a_first_batch_that_sets_up_the_second(
     piled, spread = [15, 15, 15, 15], [0, 5, 10, 15]  # four runs on the largest rung; four across the ladder
     assert plan._lookahead(scorer, [piled, spread], prior, targets, rows, 4) == spread
     assert plan._lookahead(scorer, [spread, piled], prior, targets, rows, 4) == spread
+
+
+def test_the_planner_reasons_with_the_fits_own_point_not_a_second_fit(monkeypatch) -> None:
+    import capgap.fit.point_fit as point_fit
+    from capgap.fit.law_fit import fit_law
+    from capgap.plan.planner import PLAN_BOOTSTRAP
+
+    runs = _runs([1.25, 1.6, 2.0, 2.5, 3.2, 4.0, 5.0, 6.4], noise=0.01)
+    calls: list[int] = []
+    real = point_fit.fit_point
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(point_fit, "fit_point", counting)
+    law = fit_law(runs, law="ratio", bootstrap=PLAN_BOOTSTRAP, seed=0)
+    by_the_fit = len(calls)
+    assert law.fitted is not None and law.fitted.point.df > 0  # the fit's state travels with the law it returns
+    plan = plan_runs(runs, [S], LADDER, 2, seed=0)
+    assert len(calls) - by_the_fit == by_the_fit  # the plan's fit, and no point fit of its own beside it
+    before = law.optimal_teacher(S, plan.before[0].tokens)
+    assert (plan.before[0].estimate, plan.before[0].low, plan.before[0].high) == (before.estimate, before.low,
+                                                                                  before.high)

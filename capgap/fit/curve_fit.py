@@ -13,6 +13,7 @@ import numpy as np
 from capgap.core.errors import InputError
 from capgap.fit.intervals import IntervalDraws, draw_intervals
 from capgap.fit.lack_of_fit import lack_of_fit, location_misfit
+from capgap.fit.onestage import OneStageFit, SearchSpace
 from capgap.fit.one_sided import edge_bound
 from capgap.laws.base import (BootstrapReport, CurveMethod, FitOptions, Goodness, LawDiagnostics, LawFile,
                               LawRegime, collapsed, quantile_interval)
@@ -34,6 +35,21 @@ MODEL = ("metric = b_g + a_g^side·h(u), u = ln T − ln T*(S, D); per group g a
          "far shape (s, alpha) on each side fitted where a ladder spans a decade; Huber loss; intervals from the "
          "tempered profile likelihood, spanning a smoothly skewed model of the curves too where it puts an optimum "
          "elsewhere")
+
+
+@dataclass(frozen=True)
+class FittedCurves:
+    """What a curve fit leaves beside its law file, for whoever reasons with the same model (``capgap plan``): the
+    runs' groups, the search space the fit answered with, its point (after any move the interval sampler made) and
+    the draws behind its intervals. On ``CurveLaw.fitted`` of a law fitted in this process (None when read from a
+    file)."""
+
+    groups: RunGroups  # every group of the runs
+    fitted_groups: RunGroups  # the runs the point was fitted on (a window of ``groups`` where one is asked)
+    centre: Centre
+    space: SearchSpace
+    point: OneStageFit
+    draws: np.ndarray  # (n, P) search points; empty without intervals
 
 
 def fit_curve_law(cls: type[CurveLaw], runs: Sequence[RunRecord], options: FitOptions) -> CurveLaw:
@@ -232,7 +248,10 @@ def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> C
             bootstrap=report, skipped_groups=[f"{label} ({n} teacher sizes)" for label, n in groups.skipped],
             extend_ladder=ladder_advice(optima)),
     )
-    return cls(file)
+    law = cls(file)
+    law.fitted = FittedCurves(groups=groups, fitted_groups=fitted_groups, centre=centre, space=space, point=point,
+                              draws=draws)
+    return law
 
 
 def fitted_regime(groups: RunGroups) -> LawRegime:

@@ -101,6 +101,9 @@ class CurveLaw:
             raise InputError(f"law file for {self.name} lacks coefficient(s) {', '.join(missing)}; "
                              f"expected {', '.join(self.parameters)}")
         self.file = file
+        # The fit's own state (capgap.fit.curve_fit.FittedCurves) when this law was fitted in this process; None when
+        # it was read from a file.
+        self.fitted: object | None = None
         draws = [s for s in file.samples if all(p in s for p in self.parameters)]
         self._samples = {p: np.array([s[p] for s in draws], dtype=float) for p in self.parameters}
 

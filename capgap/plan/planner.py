@@ -5,8 +5,9 @@ target student, under the fit's own one-stage model (``capgap.plan.scoring``),
 averaged over draws of the model's parameters (a pseudo-Bayesian c-optimal design).
 
 * The state. With runs, the law is fitted as ``capgap fit`` does (its interval is
-  the one reported before the batch); the fit's point fit on the curves it chose
-  (``affordable_space``) and a small residual bootstrap (``DRAWS`` refits) give
+  the one reported before the batch); the fit's own state (``FittedCurves``: its
+  groups, the curves it answered with and its point, not refitted here) and a
+  small residual bootstrap of that point (``DRAWS`` refits) give
   draws of theta, the curves' shape and every group's baseline and curvatures.
   With no runs (or runs that cannot be fitted yet), the draws of ln(T*/S) come
   from the published laws as a wide prior: a normal whose 90% range spans Zhang
@@ -40,8 +41,7 @@ averaged over draws of the model's parameters (a pseudo-Bayesian c-optimal desig
   whose expected variance after it and the second batch planned from its outcome
   is least.
 
-Cost: one fit as `capgap fit` does, one point fit and a bootstrap of ``DRAWS``
-refits, then small matrix solves; no refit per candidate (see bench/plan_efficiency.py).
+Cost: one fit as `capgap fit` does and a bootstrap of ``DRAWS`` refits of its point, then small matrix solves; no refit per candidate (see bench/plan_efficiency.py).
 """
 
 from __future__ import annotations

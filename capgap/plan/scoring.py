@@ -334,13 +334,11 @@ def fitted_model(runs: Sequence[RunRecord], targets_spec, law: str, metric: str 
     Returns (model, intervals before the batch as (estimate, low, high) per target, rows, targets, law name)."""
     from threadpoolctl import threadpool_limits
 
-    from capgap.runs.groups import group_runs
+    from capgap.fit.curve_fit import search_space
+    from capgap.fit.intervals.bootstrap import bootstrap
     from capgap.fit.law_fit import fit_law
     from capgap.laws.base import law_class
-    from capgap.fit.curve_fit import affordable_space, search_space
-    from capgap.laws.curve import Centre, CurveLaw
-    from capgap.fit.intervals.bootstrap import bootstrap
-    from capgap.fit.point_fit import fit_point
+    from capgap.laws.curve import CurveLaw
 
     fitted_law = fit_law(runs, law=law, metric=metric, size_measure=size_measure, bootstrap=n_boot, seed=seed)
     file = fitted_law.file
@@ -358,16 +356,14 @@ def fitted_model(runs: Sequence[RunRecord], targets_spec, law: str, metric: str 
     cls = law_class(file.law)
     if not (isinstance(cls, type) and issubclass(cls, CurveLaw)):
         raise InputError(f"the planner reasons with the one-stage model; the {file.law} law is not one (use --law ratio)")
-    usable = [r for r in runs if r.metric(file.metric) is not None]
+    state = fitted_law.fitted  # the fit's own groups, curves and point (capgap.fit.curve_fit.FittedCurves)
     with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        groups = group_runs(usable, file.metric, file.direction, size_measure)
-        centre = Centre.of(groups)
-        space, _ = affordable_space(cls, groups, centre)  # the curves the fit answered with
+        groups, centre, space, point = state.groups, state.centre, state.space, state.point
         # The fit's point on the curves it answered with, and residual-bootstrap refits of it: draws of theta and
         # of the curves' shape together, so that a design is scored over the shapes the runs allow, not one.
-        point = fit_point(groups, space)
-        boot = bootstrap(groups, point, DRAWS - 1, np.random.default_rng(seed)) if point.df > 0 else None
+        boot = (bootstrap(state.fitted_groups, point, DRAWS - 1, np.random.default_rng(seed)) if point.df > 0
+                else None)
         phi = np.vstack([point.phi[None, :], boot.draws]) if boot is not None else point.phi[None, :]
         theta, curve = space.split(phi)
         m = theta.shape[0]
