@@ -56,7 +56,7 @@ from capgap.core.errors import InputError
 from capgap.plan.records import (METHOD, PLAN_COLUMNS, Plan, PlannedRun, TargetInterval,  # noqa: F401 (this
                                  read_plan_csv, write_plan_csv)  # module's face: capgap.plan answers these names)
 from capgap.plan.scoring import Z, OneSided, bounded_model, fitted_model, prior_model
-from capgap.plan.search import choose_batch
+from capgap.plan.search import BatchRequest, choose_batch
 from capgap.runs.groups import SIZE_TOLERANCE
 from capgap.runs.records import RunRecord
 from capgap.sizes.ladders import LadderModel, get_ladder
@@ -123,8 +123,10 @@ def plan_runs(runs: Sequence[RunRecord], students: Sequence[int], teachers: str 
                                      high=float(t.student * math.exp(mean + Z * sd))) for t in targets]
         if law != "ratio":
             notes.append(f"the prior has the ratio law's one parameter; --law {law} is fitted once the runs allow it")
-    plan = choose_batch(model, rows, targets, before, ladder, runs, runs_budget, flops_budget, target_width, seed,
-                   size_measure, law_name, start, notes, prior=(mean, sd) if start != "runs" else None)
+    request = BatchRequest(budget=runs_budget, flops_budget=flops_budget, target_width=target_width, seed=seed,
+                           size_measure=size_measure, law_name=law_name, start=start,
+                           prior=(mean, sd) if start != "runs" else None)
+    plan = choose_batch(model, rows, targets, before, ladder, runs, request, notes)
     return plan.model_copy(update={"warnings": fit_warnings})
 
 

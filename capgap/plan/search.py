@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,10 +25,26 @@ LOOKAHEAD_TRUTHS = 6  # cold start: quantiles of the prior each first batch is t
 LOOKAHEAD_DRAWS = 6  # ... and draws of what it leaves unknown, the second batch is planned over
 
 
-def choose_batch(model: LinearisedModel, rows, targets: list[Target], before: list[TargetInterval], ladder: list[LadderModel],
-            runs: Sequence[RunRecord], budget: int, flops_budget: float | None, target_width: float | None,
-            seed: int, size_measure: str, law_name: str, start: str, notes: list[str],
-            prior: tuple[float, float] | None = None) -> Plan:
+@dataclass(frozen=True)
+class BatchRequest:
+    """What a batch is asked to be: its budgets and stopping width, and how the planner's state was reached."""
+
+    budget: int  # runs at most
+    flops_budget: float | None  # FLOPs at most (None: no FLOP budget)
+    target_width: float | None  # stop once every target's interval is within ± this share (None: never stop early)
+    seed: int  # of the exchange's random starts and of the new runs
+    size_measure: str  # total or nonembed: how the candidates' sizes count
+    law_name: str
+    start: str  # runs (a fitted state), prior (the published laws) or bound (a one-sided fit)
+    prior: tuple[float, float] | None = None  # a cold start's prior on ln(T*/S): mean, sd
+
+
+def choose_batch(model: LinearisedModel, rows, targets: list[Target], before: list[TargetInterval],
+                 ladder: list[LadderModel], runs: Sequence[RunRecord], request: BatchRequest,
+                 notes: list[str]) -> Plan:
+    """The batch that most lowers the targets' expected variance under ``request``, with its forecast and notes."""
+    budget, flops_budget, target_width, seed = request.budget, request.flops_budget, request.target_width, request.seed
+    size_measure, law_name, start, prior = request.size_measure, request.law_name, request.start, request.prior
     group, log_teacher = rows
     common = dict(before=before, start=start, law=law_name, target_width=target_width, notes=notes)
     if target_width is not None and all((b.relative_half_width or math.inf) <= target_width for b in before):
