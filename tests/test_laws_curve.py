@@ -334,7 +334,7 @@ FIT_POINT_REL, FIT_INTERVAL_REL = 1e-4, 1e-3  # what a refit on another machine 
 
 
 def test_shipped_cpu_demo_law_is_what_its_documented_refit_command_writes():
-    # README and capgap/laws/files.py: capgap fit data/runs/shakespeare-study.jsonl --law ratio --init pruned
+    # docs/fit.md and capgap/laws/files.py: capgap fit data/runs/shakespeare-study.jsonl --law ratio --init pruned
     from capgap.laws.files import SHIPPED_LAWS  # noqa: F401  (the shipped names live there)
     from capgap.laws import shipped_law_path
     from capgap.runs.store import load_runs

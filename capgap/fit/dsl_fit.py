@@ -371,7 +371,7 @@ def fit(runs: Sequence[RunRecord], options: FitOptions, *, supervised: Mapping[s
 
 # Held-out RMSE of log loss over in-sample RMSE, and in-sample RMSE over the spread of repeated seeds, beyond
 # which the law is said not to follow the runs. Set by simulation on runs that follow the law
-# (bench/dsl_held_out_threshold.py): see the README for the false-alarm rates.
+# (bench/dsl_held_out_threshold.py): see docs/laws.md for the false-alarm rates.
 HELD_OUT_RATIO = 1.5
 PURE_ERROR_RATIO = 2.0
 

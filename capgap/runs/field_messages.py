@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# What each run-record field holds, as the message names it (see README, "Runs: the record format").
+# What each run-record field holds, as the message names it (see docs/runs.md, "Runs: the record format").
 RUN_FIELDS = {
     "student_params": "the student's parameter count",
     "teacher_params": "the teacher's parameter count",
