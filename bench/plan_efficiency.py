@@ -158,7 +158,10 @@ def main() -> None:
     parser.add_argument("--scenarios", nargs="*", help="only these scenarios (by name)")
     parser.add_argument("--designs", nargs="*", choices=DESIGNS, default=list(DESIGNS), help="only these designs")
     parser.add_argument("--workers", type=int, default=1, help="processes the loops are spread over (same results)")
+    parser.add_argument("--cap", type=int, default=CAP, help="runs after which a loop stops unreached (it then "
+                                                             "counts cap + batch)")
     args = parser.parse_args()
+    globals()["CAP"] = args.cap  # read by _loop; set before the worker processes fork
     warnings.simplefilter("ignore")
     started = time.time()
     print(f"# plan efficiency, {date.today()}, {platform.processor() or platform.machine()}, "

@@ -327,3 +327,34 @@ def test_the_planner_reasons_with_the_fits_own_point_not_a_second_fit(monkeypatc
     before = law.optimal_teacher(S, plan.before[0].tokens)
     assert (plan.before[0].estimate, plan.before[0].low, plan.before[0].high) == (before.estimate, before.low,
                                                                                   before.high)
+
+
+def test_a_wide_gap_beside_the_best_teacher_floors_the_score_until_a_rung_fills_it() -> None:
+    import capgap.plan.scoring as scoring
+
+    # The optimum at 3x; runs at 1.25x, 3.45x and 13.4x (rungs 0, 3, 7): the fit reaches its interval out to 13.4x,
+    # 3.9x beside the best teacher, so more runs on those rungs cannot narrow it; a rung between them can.
+    model = scoring.prior_model_at(np.full(4, math.log(3.0)), [scoring.Target(S, 20 * S, 0)], 1.0)
+    logs = np.log([m.params for m in LADDER])
+    group, measured = np.zeros(12, dtype=int), np.log(S * np.repeat([1.25, LADDER[3].params / S,
+                                                                     LADDER[7].params / S], 4))
+    floored = scoring.DesignScorer(model, group, measured, np.zeros(len(LADDER), dtype=int), logs,
+                                   target_groups=[0])
+    unfloored = scoring.DesignScorer(model, group, measured, np.zeros(len(LADDER), dtype=int), logs)
+    reach = (logs[7] - math.log(3.0 * S)) / scoring.Z
+    piled = floored.variances([[3, 3, 7, 7]])[0, 0]
+    filled = floored.variances([[3, 3, 5, 5]])[0, 0]  # 6.8x: 2x from 3.45x, 2x short of 13.4x
+    assert piled == pytest.approx(reach**2)  # the floor: a 90% half-width out to 13.4x
+    assert unfloored.variances([[3, 3, 7, 7]])[0, 0] < reach**2  # what the linearisation alone promised
+    assert filled < piled
+
+
+def test_the_planner_fills_a_gap_the_fits_interval_reaches_across() -> None:
+    # Runs on 1.25x, 3.45x and 13.4x only (4 seeds each), the optimum at 2.5x: the interval's top is the far rung.
+    rungs = [LADDER[0], LADDER[3], LADDER[7]]
+    runs = synthetic_runs(ratio=2.5, students=[S], teachers=[m.params for m in rungs], noise=0.01, seed=3,
+                          repeats=4)
+    plan = plan_runs(runs, [S], LADDER, 4)
+    assert plan.before[0].high == pytest.approx(LADDER[7].params, rel=1e-6)  # the fit reaches to the far rung
+    between = [r for r in plan.runs if LADDER[3].params < r.teacher_params < LADDER[7].params]
+    assert between, [r.teacher_params / S for r in plan.runs]

@@ -198,8 +198,11 @@ class DesignScorer:
 
     def __init__(self, model: LinearisedModel, group: np.ndarray, log_teacher: np.ndarray,
                  candidate_group: np.ndarray, candidate_log_teacher: np.ndarray,
-                 no_df_penalty: float = NO_DF_PENALTY, cap: float = math.inf) -> None:
+                 no_df_penalty: float = NO_DF_PENALTY, cap: float = math.inf,
+                 target_groups: Sequence[int] | None = None) -> None:
         self.model = model
+        self.target_groups = list(target_groups) if target_groups is not None else None
+        self._floors: dict[tuple[int, frozenset], np.ndarray] = {}
         self.no_df_penalty = no_df_penalty
         self.cap = cap
         n_groups = model.n_groups
@@ -277,7 +280,32 @@ class DesignScorer:
             factors.append(widening * (1.0 if found.df > 0 else self.no_df_penalty))
             brackets.append(self._bracketed(found))
         variance = self.model.variance(np.stack(infos)) * np.array(factors)[:, None, None]
+        if self.target_groups is not None:
+            floors = np.stack([self._far_rung_floor(self.structure(design)) for design in designs])
+            variance = np.maximum(variance, floors)
         return variance, np.array(brackets)
+
+    def _far_rung_floor(self, structure: Structure) -> np.ndarray:
+        """(M, K): per draw, the variance of ln T* below which no target's interval can fall on this design.
+
+        Where the measured teacher next to the best one lies more than FAR_RUNG away, `capgap fit` reaches the
+        interval out to it (``capgap.fit.one_sided.far_bracket``): in between, where the optimum lies is the
+        curve model's assumption. The best teacher is taken as the measured one nearest the draw's optimum, and
+        the floor is the variance whose 90% half-width reaches that far neighbour. Without it the planner kept
+        adding runs beside a wide gap it never filled (symmetric 2.5x: rungs 3.45x and 13.4x, 48 runs, interval
+        still [2.1x, 13.4x])."""
+        from capgap.fit.one_sided import FAR_RUNG
+
+        far = math.log(FAR_RUNG)
+        floor = np.zeros((self.model.location.shape[0], len(self.target_groups)))
+        for k, g in enumerate(self.target_groups):
+            if not structure.fitted[g]:  # a group the fit does not use yet has no interval to floor
+                continue
+            key = (g, frozenset(structure.teachers[g]))
+            if key not in self._floors:
+                self._floors[key] = _gap_floor(np.array(sorted(key[1])), self.model.location[:, g], far)
+            floor[:, k] = self._floors[key]
+        return floor
 
     def per_draw(self, designs: Sequence[Sequence[int]]) -> np.ndarray:
         """(D, M, K): per design and draw the expected variance (at a draw it does not bracket, the runs so far)."""
@@ -290,6 +318,22 @@ class DesignScorer:
 
     def score(self, designs: Sequence[Sequence[int]]) -> np.ndarray:
         return self.variances(designs).sum(axis=1)
+
+
+def _gap_floor(ladder: np.ndarray, location: np.ndarray, far: float) -> np.ndarray:
+    """(M,): for a group's measured ln teachers (sorted) and its optimum at M draws, (reach / Z)² where reach is
+    the distance from the optimum to a neighbour of its nearest teacher that lies more than ``far`` from it
+    (0 where both neighbours are nearer, or the nearest teacher is at the ladder's edge on that side)."""
+    if ladder.size < 2:
+        return np.zeros(location.shape)
+    nearest = np.abs(location[:, None] - ladder[None, :]).argmin(axis=1)
+    has_lower, has_upper = nearest > 0, nearest < ladder.size - 1
+    lower = ladder[np.maximum(nearest - 1, 0)]
+    upper = ladder[np.minimum(nearest + 1, ladder.size - 1)]
+    best = ladder[nearest]
+    reach = np.where(has_lower & (best - lower > far), location - lower, 0.0)
+    reach = np.where(has_upper & (upper - best > far), np.maximum(reach, upper - location), reach)
+    return (reach / Z) ** 2
 
 
 def ladder_cap(log_teachers: np.ndarray) -> float:

@@ -59,7 +59,7 @@ def choose_batch(model: LinearisedModel, rows, targets: list[Target], before: li
     log_candidates = np.array([math.log(m.size(size_measure)) for _, m in candidates])
     scorer = DesignScorer(model, group, log_teacher, np.array([targets[k].group for k, _ in candidates], dtype=int),
                           log_candidates, no_df_penalty=1.0 if start != "runs" else NO_DF_PENALTY,
-                          cap=ladder_cap(log_candidates))
+                          cap=ladder_cap(log_candidates), target_groups=[t.group for t in targets])
     var_now = scorer.variances([[]])[0]
     batch = _greedy(scorer, var_now, before, cost, budget, flops_budget, target_width, start != "runs")
     finished = _exchanged(scorer, batch, cost, flops_budget, np.random.default_rng(seed))
@@ -183,7 +183,7 @@ def _lookahead(scorer: DesignScorer, shortlist: list[list[int]], prior: tuple[fl
     spread = ndtri((np.arange(LOOKAHEAD_DRAWS) + 0.5) / LOOKAHEAD_DRAWS)
     candidate_group, candidate_log = scorer.candidate_group, scorer.candidate_log_teacher
     at_truth = DesignScorer(prior_model_at(truths, targets, sd), *rows, candidate_group, candidate_log,
-                            no_df_penalty=1.0, cap=scorer.cap)
+                            no_df_penalty=1.0, cap=scorer.cap, target_groups=scorer.target_groups)
     group, log_teacher = rows
     totals = []
     for first in shortlist:
@@ -193,7 +193,7 @@ def _lookahead(scorer: DesignScorer, shortlist: list[list[int]], prior: tuple[fl
         for t, truth in enumerate(truths):
             draws = truth + math.sqrt(float(known[t].max())) * spread
             planner = DesignScorer(prior_model_at(draws, targets, sd), *after_first, candidate_group, candidate_log,
-                                   cap=scorer.cap)
+                                   cap=scorer.cap, target_groups=scorer.target_groups)
             batch = _greedy(planner, planner.variances([[]])[0], [], np.zeros(candidate_log.size), second, None,
                             None, True)
             designs.append(first + batch)
