@@ -202,7 +202,7 @@ class DesignScorer:
                  target_groups: Sequence[int] | None = None) -> None:
         self.model = model
         self.target_groups = list(target_groups) if target_groups is not None else None
-        self._floors: dict[tuple[int, frozenset], np.ndarray] = {}
+        self._floors: dict[tuple, np.ndarray] = {}
         self.no_df_penalty = no_df_penalty
         self.cap = cap
         n_groups = model.n_groups
@@ -214,6 +214,7 @@ class DesignScorer:
             x = model.rows(shared, candidate_group, candidate_log_teacher)  # (M, C, Q)
             self.candidate_info[shared] = np.einsum("mci,mcj->cmij", x, x)  # (C, M, Q, Q)
         self.base_runs = np.bincount(group, minlength=n_groups)
+        self.base_group, self.base_teacher = group, np.round(log_teacher, 6)
         self.base_teachers = [set(np.round(log_teacher[group == g], 6).tolist()) for g in range(n_groups)]
         self.candidate_group = candidate_group
         self.candidate_log_teacher = candidate_log_teacher
@@ -281,31 +282,44 @@ class DesignScorer:
             brackets.append(self._bracketed(found))
         variance = self.model.variance(np.stack(infos)) * np.array(factors)[:, None, None]
         if self.target_groups is not None:
-            floors = np.stack([self._far_rung_floor(self.structure(design)) for design in designs])
+            floors = np.stack([self._far_rung_floor(design, self.structure(design)) for design in designs])
             variance = np.maximum(variance, floors)
         return variance, np.array(brackets)
 
-    def _far_rung_floor(self, structure: Structure) -> np.ndarray:
+    def _far_rung_floor(self, design: Sequence[int], structure: Structure) -> np.ndarray:
         """(M, K): per draw, the variance of ln T* below which no target's interval can fall on this design.
 
-        Where the measured teacher next to the best one lies more than FAR_RUNG away, `capgap fit` reaches the
-        interval out to it (``capgap.fit.one_sided.far_bracket``): in between, where the optimum lies is the
-        curve model's assumption. The best teacher is taken as the measured one nearest the draw's optimum, and
-        the floor is the variance whose 90% half-width reaches that far neighbour. Without it the planner kept
-        adding runs beside a wide gap it never filled (symmetric 2.5x: rungs 3.45x and 13.4x, 48 runs, interval
-        still [2.1x, 13.4x])."""
-        from capgap.fit.one_sided import FAR_RUNG
+        Where the measured teachers next to the best ones lie more than FAR_RUNG away, `capgap fit` reaches the
+        interval out to them (``capgap.fit.one_sided.far_bracket``): in between, where the optimum lies is the
+        curve model's assumption. The best ones are those within CLEAR_MARGIN standard errors of the best, here
+        by the draw's own curve and the design's runs per teacher, and the floor is the variance whose 90%
+        half-width reaches the far neighbour. Without it the planner kept adding runs beside a wide gap it never
+        filled (symmetric 2.5x: rungs 3.45x and 13.4x, 48 runs, interval still [2.1x, 13.4x]). And where a draw's
+        optimum lies beyond a target's own measured teachers, the fit's answer there is a bound, not an interval:
+        the floor is then the cap, so that the planner extends that target's ladder rather than trusting the other
+        students to pin it (three students: the smallest one's runs all above its optimum, 20 runs on, and its
+        answer still a bound)."""
+        from capgap.fit.one_sided import CLEAR_MARGIN, FAR_RUNG
+        from capgap.fit.onestage import curve_columns
 
-        far = math.log(FAR_RUNG)
+        beyond = self.cap if math.isfinite(self.cap) else ladder_cap(self.candidate_log_teacher)
+        variant = self.model.variants[structure.shared]
         floor = np.zeros((self.model.location.shape[0], len(self.target_groups)))
         for k, g in enumerate(self.target_groups):
             if not structure.fitted[g]:  # a group the fit does not use yet has no interval to floor
                 continue
-            key = (g, frozenset(structure.teachers[g]))
+            chosen = [float(self.candidate_teacher[c]) for c in design if self.candidate_group[c] == g]
+            logs, counts = np.unique(np.r_[self.base_teacher[self.base_group == g], chosen], return_counts=True)
+            key = (g, tuple(logs), tuple(counts), structure.shared)
             if key not in self._floors:
-                self._floors[key] = _gap_floor(np.array(sorted(key[1])), self.model.location[:, g], far)
+                u = logs[None, :] - self.model.location[:, g:g + 1]
+                left, right = curve_columns(u, variant.curve)
+                depth = variant.coefficients[:, g, 1:2] * left + variant.coefficients[:, g, 2:3] * right
+                self._floors[key] = gap_floor(logs, counts, self.model.location[:, g], depth,
+                                              CLEAR_MARGIN * self.model.noise, math.log(FAR_RUNG), beyond)
             floor[:, k] = self._floors[key]
         return floor
+
 
     def per_draw(self, designs: Sequence[Sequence[int]]) -> np.ndarray:
         """(D, M, K): per design and draw the expected variance (at a draw it does not bracket, the runs so far)."""
@@ -320,20 +334,28 @@ class DesignScorer:
         return self.variances(designs).sum(axis=1)
 
 
-def _gap_floor(ladder: np.ndarray, location: np.ndarray, far: float) -> np.ndarray:
-    """(M,): for a group's measured ln teachers (sorted) and its optimum at M draws, (reach / Z)² where reach is
-    the distance from the optimum to a neighbour of its nearest teacher that lies more than ``far`` from it
-    (0 where both neighbours are nearer, or the nearest teacher is at the ladder's edge on that side)."""
-    if ladder.size < 2:
-        return np.zeros(location.shape)
-    nearest = np.abs(location[:, None] - ladder[None, :]).argmin(axis=1)
-    has_lower, has_upper = nearest > 0, nearest < ladder.size - 1
-    lower = ladder[np.maximum(nearest - 1, 0)]
-    upper = ladder[np.minimum(nearest + 1, ladder.size - 1)]
-    best = ladder[nearest]
-    reach = np.where(has_lower & (best - lower > far), location - lower, 0.0)
-    reach = np.where(has_upper & (upper - best > far), np.maximum(reach, upper - location), reach)
-    return (reach / Z) ** 2
+def gap_floor(logs: np.ndarray, counts: np.ndarray, location: np.ndarray, depth: np.ndarray, margin: float,
+              far: float, beyond: float) -> np.ndarray:
+    """(M,): the floor on the variance of ln T* for one group: its measured ln teachers ``logs`` (T,, sorted) with
+    ``counts`` runs each, its optimum at M draws and the curve's depth above it at each teacher (M, T).
+
+    The best teachers are those within ``margin`` / sqrt(runs) (combined with the best one's) of the best; where
+    the teacher next to them lies more than ``far`` away, the floor is (reach / Z)², reach the distance from the
+    optimum to it; ``beyond`` where the optimum lies outside the measured teachers; else 0."""
+    m, t = depth.shape
+    if t < 2:
+        return np.zeros(m)
+    best = depth.argmin(axis=1)
+    se = margin * np.sqrt(1.0 / counts[None, :] + 1.0 / counts[best][:, None])
+    tied = depth - depth[np.arange(m), best][:, None] <= se
+    index = np.arange(t)[None, :]
+    first = np.where(tied, index, t).min(axis=1)
+    last = np.where(tied, index, -1).max(axis=1)
+    lower, upper = logs[np.maximum(first - 1, 0)], logs[np.minimum(last + 1, t - 1)]
+    reach = np.where((first > 0) & (logs[first] - lower > far), location - lower, 0.0)
+    reach = np.where((last < t - 1) & (upper - logs[last] > far), np.maximum(reach, upper - location), reach)
+    outside = (location < logs[0]) | (location > logs[-1])
+    return np.where(outside, beyond, (np.maximum(reach, 0.0) / Z) ** 2)
 
 
 def ladder_cap(log_teachers: np.ndarray) -> float:
