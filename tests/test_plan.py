@@ -358,3 +358,15 @@ def test_the_planner_fills_a_gap_the_fits_interval_reaches_across() -> None:
     assert plan.before[0].high == pytest.approx(LADDER[7].params, rel=1e-6)  # the fit reaches to the far rung
     between = [r for r in plan.runs if LADDER[3].params < r.teacher_params < LADDER[7].params]
     assert between, [r.teacher_params / S for r in plan.runs]
+
+
+def test_an_optimum_beyond_a_targets_own_teachers_is_floored_at_the_cap() -> None:
+    from capgap.plan.scoring import gap_floor
+
+    # The fit answers a fitted student whose optimum lies past its teachers with a bound, not an interval.
+    logs = np.log([6.8, 13.4, 26.0])
+    location = np.log([2.5, 9.0])
+    depth = (logs[None, :] - location[:, None]) ** 2  # a parabola deep enough to tie nothing
+    floor = gap_floor(logs, np.array([2, 2, 2]), location, depth, margin=0.01, far=math.log(3.0), beyond=7.0)
+    assert floor[0] == 7.0  # 2.5x: below every teacher
+    assert floor[1] == 0.0  # 9x: between 6.8x and 13.4x, neighbours within 3x
