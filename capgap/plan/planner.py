@@ -23,6 +23,11 @@ averaged over draws of the model's parameters (a pseudo-Bayesian c-optimal desig
   design's groups. The variance is inflated by (t_df / z)^2 for the residual
   degrees of freedom df the design leaves the fit's noise estimate; a design with
   none is penalised, not excluded (a cold start needs one).
+* What the fit will do with a design beyond its curve. Where the measured teachers next to the best ones
+  (those tied with it within the noise) lie more than 3x away, the fit reaches its interval out to them, and
+  where a target's optimum lies beyond its own teachers it answers with a bound: at each draw the expected
+  variance is floored there (``DesignScorer``'s far-rung floor), so the planner fills the gap, or extends the
+  target's own ladder, instead of piling runs where they cannot narrow the answer.
 * The calibration. The linearised variance of the current design is compared
   with the current fitted interval: the interval after the batch is the
   current one shrunk about its estimate by sd_after / sd_now. Without a current
