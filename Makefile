@@ -14,15 +14,15 @@ export OPENBLAS_NUM_THREADS := 1
 
 .PHONY: demo test venv clean
 
-$(VENV)/.core: pyproject.toml
+$(VENV)/.core: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e .
+	$(PIP) install -q -c constraints.txt -e .
 	touch $@
 
 $(VENV)/.full: $(VENV)/.core
 	$(PIP) install -q "$(TORCH_SPEC)"
-	$(PIP) install -q -e ".[measure,test]"
+	$(PIP) install -q -c constraints.txt -e ".[measure,test]"
 	touch $@
 
 venv: $(VENV)/.full
