@@ -501,6 +501,15 @@ def test_regime_warnings_come_first_then_the_law_files_own():
     assert old.applies.inside is None and "regime unknown" in old.applies.reasons[-1]
 
 
+def test_a_law_fitted_on_runs_of_unknown_init_does_not_call_the_student_a_mismatch():
+    # A CSV table without student_init imports as "unknown": that is no evidence the student differs from the runs.
+    file = make_file(regime={"student_params": [7e8, 1.4e9], "student_init": ["unknown"]}, student_range=None)
+    answer = recommend("1B", law=file, ladder=ROUND).by_law[0]
+    assert not any("this student is" in w for w in answer.warnings)
+    assert answer.applies.inside is None and "regime unknown for" in answer.applies.reasons[-1]
+    assert "student init" in answer.applies.reasons[-1]
+
+
 def text_of(capsys, *args: str) -> list[str]:
     assert main(["recommend", *args]) == 0
     return capsys.readouterr().out.splitlines()

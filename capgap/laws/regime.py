@@ -75,9 +75,11 @@ def check_regime(file: LawFile, student: float, tokens: float | None, init: str 
         reasons.append(f"tokens inside the law's {token_span.text}")
     elif by_span:
         outside.append(f"law fitted on {token_span.text} distillation tokens; this student gets {format_size(tokens)}")
-    if file.regime.student_init and init is not None:
-        made = " or ".join(file.regime.student_init)
-        if init in file.regime.student_init:
+    # Runs that never said how their students were made (a CSV without student_init) say nothing of it either way.
+    known_inits = [made for made in file.regime.student_init if made != "unknown"]
+    if known_inits and init is not None:
+        made = " or ".join(known_inits)
+        if init in known_inits:
             reasons.append(f"students {init}, as the law's")
         else:
             outside.append(f"law fitted on {made} students; this student is {init}")
