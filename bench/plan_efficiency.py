@@ -101,7 +101,7 @@ def _oracle_shares(students, ratio, extra):
     return c_optimal(run_rows(ratio, extra.get("asymmetry", 1.0), (0.0, 0.0), free_shape=False), 5000)
 
 
-def _loop(design, students, ratio, extra, bootstrap, seed):
+def _loop(design, students, ratio, extra, bootstrap, seed, cap=CAP):
     from capgap.plan.planner import plan_runs
 
     rng = np.random.default_rng(seed)
@@ -120,8 +120,8 @@ def _loop(design, students, ratio, extra, bootstrap, seed):
             if estimates and all(e.low is not None and e.high is not None and
                                  (e.high - e.low) / (2 * e.estimate) <= WIDTH for e in estimates):
                 return len(runs), True, all(e.low <= ratio * s <= e.high for e, s in zip(estimates, students))
-        if len(runs) >= CAP:
-            return CAP + BATCH, False, False
+        if len(runs) >= cap:
+            return cap + BATCH, False, False
         if plan is not None:
             batch = [(r.student_params, r.teacher_params) for r in plan.runs]
         elif design == "oracle":
@@ -161,11 +161,10 @@ def main() -> None:
     parser.add_argument("--cap", type=int, default=CAP, help="runs after which a loop stops unreached (it then "
                                                              "counts cap + batch)")
     args = parser.parse_args()
-    globals()["CAP"] = args.cap  # read by _loop; set before the worker processes fork
     warnings.simplefilter("ignore")
     started = time.time()
     print(f"# plan efficiency, {date.today()}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores; {args.loops} loops per scenario, batches of {BATCH}, cap {CAP} runs, "
+          f"{os.cpu_count()} cores; {args.loops} loops per scenario, batches of {BATCH}, cap {args.cap} runs, "
           f"noise {NOISE}, curvature {CURVATURE}, fit: ratio law, {args.bootstrap} bootstrap resamples\n")
     designs = args.designs
     ratio_column = "planner" in designs and "grid" in designs
@@ -185,7 +184,7 @@ def main() -> None:
             if design == "oracle" and len(students) > 1:
                 result[design] = (math.nan, 0, 0)
                 continue
-            jobs = [(design, students, ratio, extra, args.bootstrap, 1000 + i) for i in range(args.loops)]
+            jobs = [(design, students, ratio, extra, args.bootstrap, 1000 + i, args.cap) for i in range(args.loops)]
             outcomes = pool.starmap(_loop, jobs, chunksize=1) if pool else [_loop(*job) for job in jobs]
             result[design] = (float(np.median([o[0] for o in outcomes])), sum(o[1] for o in outcomes),
                               sum(o[2] for o in outcomes))

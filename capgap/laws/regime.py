@@ -76,7 +76,7 @@ def check_regime(file: LawFile, student: float, tokens: float | None, init: str 
     elif by_span:
         outside.append(f"law fitted on {token_span.text} distillation tokens; this student gets {format_size(tokens)}")
     # Runs that never said how their students were made (a CSV without student_init) say nothing of it either way.
-    known_inits = [made for made in file.regime.student_init if made != "unknown"]
+    known_inits = [kind for kind in file.regime.student_init if kind != "unknown"]
     if known_inits and init is not None:
         made = " or ".join(known_inits)
         if init in known_inits:

@@ -268,9 +268,11 @@ class DesignScorer:
         """(D, M, K) df-inflated variances and (D, M) bracketing of each design at each draw."""
         from scipy.special import stdtrit  # the t quantile, without scipy.stats' second of imports
 
-        infos, factors, brackets = [], [], []
+        infos, factors, brackets, floors = [], [], [], []
         for design in designs:
             found = self.structure(design)
+            if self.target_groups is not None:
+                floors.append(self._far_rung_floor(design, found))
             info = self.prior + (0.0 if found.far else self.pin_shape) + (0.0 if found.ratio else self.pin_ratio)
             info = info + self.base_info[found.shared][found.fitted].sum(axis=0)
             used = [c for c in design if found.fitted[self.candidate_group[c]]]
@@ -281,9 +283,8 @@ class DesignScorer:
             factors.append(widening * (1.0 if found.df > 0 else self.no_df_penalty))
             brackets.append(self._bracketed(found))
         variance = self.model.variance(np.stack(infos)) * np.array(factors)[:, None, None]
-        if self.target_groups is not None:
-            floors = np.stack([self._far_rung_floor(design, self.structure(design)) for design in designs])
-            variance = np.maximum(variance, floors)
+        if floors:
+            variance = np.maximum(variance, np.stack(floors))
         return variance, np.array(brackets)
 
     def _far_rung_floor(self, design: Sequence[int], structure: Structure) -> np.ndarray:
@@ -319,7 +320,6 @@ class DesignScorer:
                                               CLEAR_MARGIN * self.model.noise, math.log(FAR_RUNG), beyond)
             floor[:, k] = self._floors[key]
         return floor
-
 
     def per_draw(self, designs: Sequence[Sequence[int]]) -> np.ndarray:
         """(D, M, K): per design and draw the expected variance (at a draw it does not bracket, the runs so far)."""
