@@ -259,9 +259,13 @@ class SearchSpace:
         return np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds])
 
     def starts(self) -> np.ndarray:
-        side = [(0.0, 1.0), (0.5, 1.0), (1.2, 1.0), (0.5, -2.0), (1.2, -2.0), (0.7, 3.5)]
+        # (w, alpha) of the far shape. w = 0 is a stationary point of every alpha (s = w²), so a fit started
+        # only there never leaves the parabola: small, middling and large bends are started too, each
+        # flattening (alpha < 2) and, left of the optimum, steepening (alpha > 2, the published law's rise).
+        side = [(0.0, 1.0), (0.3, -2.0), (0.3, 3.5), (0.5, 1.0), (0.5, -2.0), (0.7, 3.5), (1.2, 1.0), (1.2, -2.0),
+                (2.0, 1.0)]
         shapes = [[]] if not self.n_shape else ([list(p) for p in side] if self.n_shape == 2 else
-                                                [[*a, *b] for a in side for b in side[:5]])
+                                                [[*a, *b] for a in side for b in side if b[1] <= 2.0])
         ratios = [[0.0], [0.7]] if self.shared_asymmetry and self.ratio else [[]]
         skews = [[0.0], [-1.0], [1.0]] if self.skew else [[]]
         curves = [[*r, *k, *h] for r in ratios for k in skews for h in shapes]
