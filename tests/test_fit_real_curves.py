@@ -185,3 +185,19 @@ def test_a_warm_started_refit_reaches_the_minimum_a_cold_fit_finds():
                                            fitted.fitted_groups.badness, np.inf).objective[0])
 
     assert least_squares(warm) <= least_squares(cold) * (1 + 1e-3)
+
+
+def test_a_barely_bounded_interval_says_what_the_ranking_of_teachers_alone_brackets(tmp_path):
+    # A published-style table: one student, four teachers, accuracy up then down, one residual degree of
+    # freedom. The curve model's interval spans a factor of ~1e6; what the runs say by themselves, if their
+    # ranking holds, is that the optimum lies between the neighbours of the best teachers (200M and 400M tie
+    # within the noise the quadratic's residual measures): 100M to 800M.
+    table = tmp_path / "table.csv"
+    table.write_text("student,student_params,teacher,teacher_params,accuracy\n"
+                     "S,100000000,T1,100000000,70.1\nS,100000000,T2,200000000,71.3\n"
+                     "S,100000000,T3,400000000,70.8\nS,100000000,T4,800000000,70.2\n")
+    from capgap.runs.store import load_runs
+
+    law = fit_law(load_runs(table), metric="accuracy", higher_is_better=True, bootstrap=300)
+    wide = next(w for w in law.file.diagnostics.warnings if "barely bound it" in w)
+    assert "a curve with one minimum has it: 100M: 100M to 800M" in wide

@@ -377,6 +377,8 @@ def _far_beyond_ladder(optimum) -> bool:
 def _self_check(cls: type[CurveLaw], groups: RunGroups, point, boot, intervals: dict, optima, df: int,
                 options: FitOptions) -> list[str]:
     """The fit's checks of itself, each a sentence for the law file, `fit` and `recommend`."""
+    from capgap.fit.optima import ranking_bracket
+
     warnings: list[str] = []
     if df == 0 and optima and all(o.low is not None and o.high is not None for o in optima):
         warnings.append(f"{groups.n_runs} runs leave no degrees of freedom beyond the model's parameters: the "
@@ -400,8 +402,10 @@ def _self_check(cls: type[CurveLaw], groups: RunGroups, point, boot, intervals: 
         warnings.extend(boot.warnings)
     spans = [o.high / o.low for o in optima if o.low and o.high]
     if spans and max(spans) > WIDE_INTERVAL:
+        bracket = ranking_bracket(groups, optima, WIDE_INTERVAL)
         warnings.append(f"the 90% interval of the optimal teacher spans a factor of {max(spans):.3g}: with {df} "
-                        "residual degrees of freedom the runs barely bound it")
+                        "residual degrees of freedom the runs barely bound it"
+                        + (f"; {bracket}" if bracket else ""))
     ratios = [o.teacher_params / o.student_params for o in optima]
     if min(ratios) < 1.0:
         warnings.append(f"the optimal teacher comes out smaller than its student ({min(ratios):.2g}x) for some "

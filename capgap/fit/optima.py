@@ -91,6 +91,26 @@ def far_rung_warning(optima: Sequence[StudentOptimum]) -> str | None:
             f"({'; '.join(reach(o) for o in widened)}); measure teachers between them")
 
 
+def ranking_bracket(groups: RunGroups, optima: Sequence[StudentOptimum], wide: float) -> str | None:
+    """For the optima whose interval spans more than ``wide``, what the runs say without the curve model: a
+    curve with one minimum has the optimum between the measured teachers either side of the best ones (those
+    tied with the best within CLEAR_MARGIN standard errors), if the measured ranking holds. None: no such
+    optimum has a measured teacher on both sides."""
+    noise = noise_scale(groups)
+    brackets = []
+    for j, o in enumerate(optima):
+        if o.censored or not (o.low and o.high and o.high / o.low > wide):
+            continue
+        low, high = far_bracket(groups, j, noise, farther_than=1.0)
+        if low is not None and high is not None:
+            brackets.append(f"{format_size(o.student_params)}: {format_size(low)} to {format_size(high)}")
+    if not brackets:
+        return None
+    return ("the runs alone, if their ranking of teachers holds, put the optimum between the measured teachers "
+            "either side of the best ones (those within noise of the best), where a curve with one minimum has "
+            f"it: {'; '.join(brackets)}")
+
+
 def _edge(teachers: Sequence[float], side: str) -> float:
     """The measured teacher that bounds a censored optimum (capgap.fit.one_sided.edge_rung; a lone rung itself)."""
     return float(teachers[0] if len(teachers) < 2 else edge_rung(teachers, side))
