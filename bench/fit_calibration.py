@@ -175,6 +175,11 @@ def _where() -> str:
     done = subprocess.run(["git", "-C", str(folder), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     stamp = folder / "COMMIT"  # an exported tree (git archive) may carry its commit here
     commit = done.stdout.strip() if done.returncode == 0 else stamp.read_text().strip() if stamp.exists() else ""
+    if done.returncode == 0:
+        # A table measured on uncommitted code must not read as that commit's.
+        changed = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no", "--",
+                                  "capgap"], capture_output=True, text=True).stdout.strip()
+        commit += " with uncommitted changes to capgap/" if changed else ""
     return f"{folder}" + (f" at {commit}" if commit else "")
 
 
