@@ -10,7 +10,6 @@ from capgap.fit.law_fit import fit_law
 from capgap.fit.curve_fit import affordable_space, search_space
 from capgap.laws.curve import Centre
 from capgap.fit.point_fit import fit_point, location_comb
-from capgap.fit.onestage import far_shapes
 from capgap.recommender.answer import recommend
 from capgap.runs.synthetic import synthetic_runs
 
@@ -165,7 +164,7 @@ def test_a_warm_started_refit_reaches_the_minimum_a_cold_fit_finds():
     # was 1.75x the one a cold fit of the same runs reaches. The start now joins the grid's starts.
     from pathlib import Path
 
-    from capgap.fit.law_fit import FitOptions, fit_family
+    from capgap.fit.law_fit import FitOptions, fit_family, refit_start
     from capgap.laws.ratio import RatioLaw
     from capgap.runs.store import load_runs
 
@@ -174,10 +173,7 @@ def test_a_warm_started_refit_reaches_the_minimum_a_cold_fit_finds():
     options = FitOptions(metric="eval_loss", direction="lower", size_measure="total", bootstrap=0)
     parent = fit_family(RatioLaw, runs, options)
     fold = [r for r in runs if not 99_000 < r.student_params < 101_000]  # the 100k student (two sizes)
-    (s_left, a_left), (s_right, a_right) = far_shapes(parent.file.diagnostics.shape)
-    start = {**parent.file.coefficients, "shape_s": s_left, "shape_alpha": a_left, "shape_s_right": s_right,
-             "shape_alpha_right": a_right, "asymmetry": parent.file.diagnostics.asymmetry or 1.0}
-    warm = fit_family(RatioLaw, fold, options.model_copy(update={"quick": True, "start": start})).fitted
+    warm = fit_family(RatioLaw, fold, options.model_copy(update={"quick": True, "start": refit_start(parent)})).fitted
     cold = fit_family(RatioLaw, fold, options.model_copy(update={"quick": True})).fitted
 
     def least_squares(fitted):

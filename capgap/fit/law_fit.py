@@ -224,7 +224,6 @@ def _direction(metric: str, higher_is_better: bool | None) -> str:
 def compare_families(runs: Sequence[RunRecord], options: FitOptions) -> ModelChoice:
     """Leave-one-student-size-out CV of every family that takes part in auto (see the module docstring)."""
     from capgap.runs.groups import group_runs
-    from capgap.fit.onestage import far_shapes
 
     quiet = options.model_copy(update={"bootstrap": 0})
     groups = group_runs(runs, options.metric, options.direction, options.size_measure)
@@ -250,13 +249,7 @@ def compare_families(runs: Sequence[RunRecord], options: FitOptions) -> ModelCho
             excluded[name] = ("its own lack-of-fit check fires, so its optimum is no evidence"
                               + (f" ({why.group(1)})" if why else ""))
             continue
-        curve: dict[str, float] = {}
-        if not _own_curve(name):
-            (s_left, a_left), (s_right, a_right) = far_shapes(full.file.diagnostics.shape)
-            curve = {"shape_s": s_left, "shape_alpha": a_left, "shape_s_right": s_right, "shape_alpha_right": a_right,
-                     "asymmetry": full.file.diagnostics.asymmetry or 1.0,
-                     **({"skew": full.file.diagnostics.skew} if full.file.diagnostics.skew is not None else {})}
-        starts[name] = quiet.model_copy(update={"quick": True, "start": {**full.file.coefficients, **curve}})
+        starts[name] = quiet.model_copy(update={"quick": True, "start": refit_start(full)})
     # Curve families first: a family that draws its own curve is also scored, for the record, with their shape.
     candidates = sorted(starts, key=_own_curve)
     if len(sizes) < 2:
@@ -303,6 +296,20 @@ def compare_families(runs: Sequence[RunRecord], options: FitOptions) -> ModelCho
     margin = scores[runner_up] - scores[winner] if runner_up else None
     return ModelChoice(**common, winner=winner, runner_up=runner_up, margin=margin,
                        summary=_choice_summary(winner, runner_up, scores))
+
+
+def refit_start(law: Law) -> dict[str, float]:
+    """``FitOptions.start`` for a quick refit of nearly the same runs (a CV fold) from ``law``: its coefficients
+    and, for a curve family, its curve shape (far shape, asymmetry, skew)."""
+    if _own_curve(law.file.law):
+        return dict(law.file.coefficients)
+    from capgap.fit.onestage import far_shapes
+
+    d = law.file.diagnostics
+    (s_left, a_left), (s_right, a_right) = far_shapes(d.shape)
+    return {**law.file.coefficients, "shape_s": s_left, "shape_alpha": a_left, "shape_s_right": s_right,
+            "shape_alpha_right": a_right, "asymmetry": d.asymmetry or 1.0,
+            **({"skew": d.skew} if d.skew is not None else {})}
 
 
 def _own_curve(name: str) -> bool:

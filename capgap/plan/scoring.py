@@ -215,7 +215,7 @@ class DesignScorer:
             self.candidate_info[shared] = np.einsum("mci,mcj->cmij", x, x)  # (C, M, Q, Q)
         self.base_runs = np.bincount(group, minlength=n_groups)
         self.base_group, self.base_teacher = group, np.round(log_teacher, 6)
-        self.base_teachers = [set(np.round(log_teacher[group == g], 6).tolist()) for g in range(n_groups)]
+        self.base_teachers = [set(self.base_teacher[group == g].tolist()) for g in range(n_groups)]
         self.candidate_group = candidate_group
         self.candidate_log_teacher = candidate_log_teacher
         self.candidate_teacher = np.round(candidate_log_teacher, 6)
