@@ -240,10 +240,12 @@ def test_capgap_fit_law_dsl_end_to_end(run_cli, tmp_path, synthetic_runs):
     assert document["student_range"] == [50e6, 1.6e9]
 
     bare = tmp_path / "bare.jsonl"
-    RunStore(bare).extend(r.model_copy(update={"teacher_loss": None}) for r in synthetic_runs[:10])
+    RunStore(bare).extend(r.model_copy(update={"teacher_loss": None}) if i < 10 else r
+                          for i, r in enumerate(synthetic_runs))
     refused = run_cli("fit", bare, "--law", "dsl")
     assert refused.returncode == 2 and refused.stdout == ""
-    assert refused.stderr.count("\n") == 1 and "10 of 10 runs lack teacher_loss or tokens" in refused.stderr
+    assert refused.stderr.count("\n") == 1 and "10 of 144 runs lack teacher_loss or tokens" in refused.stderr
+    assert "for every run or for none" in refused.stderr
 
 
 def test_dsl_fit_on_the_small_cpu_store_says_what_it_could_not_pin_down():

@@ -135,10 +135,10 @@ def report(law, paths: list[str]) -> str:
     for skipped in diagnostics.skipped_groups:
         lines.append(f"  skipped {skipped}: a group needs 3 or more teacher sizes")
     goodness = diagnostics.goodness
-    if goodness is not None and goodness.rmse is not None:
+    if goodness is not None and goodness.rmse is not None and goodness.rmse_log is None:
         lines.append(f"goodness of fit: RMSE of {file.metric} {goodness.rmse:.3g} over {goodness.n_runs} runs in "
                      f"{goodness.n_groups} groups ({diagnostics.df} residual degrees of freedom)")
-    elif goodness is not None and goodness.rmse_log is not None:
+    elif goodness is not None and goodness.rmse_log is not None:  # dsl: log loss first (its rmse: metric units)
         held_out = goodness.held_out_rmse_log
         lines.append(f"goodness of fit: RMSE of log {file.metric} {goodness.rmse_log:.3g}"
                      + (f" in sample, {held_out:.3g} leaving out each student size in turn" if held_out else ""))

@@ -95,6 +95,8 @@ def fit_law(runs: Sequence[RunRecord], law: str = "auto", metric: str | None = N
             law = "ratio"  # runs that locate no optimum cannot tell families apart: a bound
         choice = compare_families(runs, options) if law == "auto" else None
         fitted = fit_family(law_class(choice.winner if choice else law), runs, options)
+        if choice is None and fitted.file.diagnostics.teacher_loss_assumed:  # auto checked it among the families
+            fitted = check_assumed_teacher_losses(fitted, _curve_references(runs, options))
     extra = _run_warnings(runs)
     filters = [f"{name} {value}" for name, value in (("family", family), ("student_init", student_init),
                                                      ("student_kind", student_kind)) if value]
@@ -230,6 +232,7 @@ def compare_families(runs: Sequence[RunRecord], options: FitOptions) -> ModelCho
     sizes = sorted({k.student_params for k in groups.keys})
     excluded: dict[str, str] = {}
     starts: dict[str, FitOptions] = {}  # each family's folds start from its fit on all runs
+    fulls: dict[str, Law] = {}
     for name in fittable_families():
         reason = getattr(law_class(name), "auto_exclusion", None)
         if callable(reason):
@@ -238,10 +241,11 @@ def compare_families(runs: Sequence[RunRecord], options: FitOptions) -> ModelCho
             excluded[name] = reason
             continue
         try:
-            full = fit_family(law_class(name), runs, quiet)
+            fulls[name] = fit_family(law_class(name), runs, quiet)
         except InputError as exc:
             excluded[name] = str(exc)
-            continue
+    fulls = {name: check_assumed_teacher_losses(full, fulls) for name, full in fulls.items()}
+    for name, full in fulls.items():
         if _own_curve(name) and full.file.diagnostics.no_interval:
             # A family that predicts the metric and, by its own check, does not follow these runs: its held-out
             # curve can still track each teacher's measured loss, so CV alone would credit a broken fit.
@@ -296,6 +300,37 @@ def compare_families(runs: Sequence[RunRecord], options: FitOptions) -> ModelCho
     margin = scores[runner_up] - scores[winner] if runner_up else None
     return ModelChoice(**common, winner=winner, runner_up=runner_up, margin=margin,
                        summary=_choice_summary(winner, runner_up, scores))
+
+
+def check_assumed_teacher_losses(law: Law, references: dict[str, Law]) -> Law:
+    """A law fitted on assumed teacher losses (``diagnostics.teacher_loss_assumed``), checked against the curve
+    family among ``references`` that fits the same runs best (``dsl_fit.assumed_loss_misfit``); any other law as
+    it is."""
+    if not law.file.diagnostics.teacher_loss_assumed:
+        return law
+    from capgap.fit.dsl_fit import assumed_loss_misfit
+
+    fits = {name: other.file.diagnostics.goodness.rmse for name, other in references.items()
+            if not _own_curve(name) and other.file.diagnostics.goodness is not None}
+    fits = {name: rmse for name, rmse in fits.items() if rmse is not None and rmse > 0}
+    if not fits:
+        return law
+    best = min(fits, key=fits.get)
+    return assumed_loss_misfit(law, fits[best], best)
+
+
+def _curve_references(runs: Sequence[RunRecord], options: FitOptions) -> dict[str, Law]:
+    """Every curve family that fits these runs, without intervals: the yardstick of assumed teacher losses."""
+    quiet = options.model_copy(update={"bootstrap": 0})
+    out: dict[str, Law] = {}
+    for name in fittable_families():
+        if _own_curve(name):
+            continue
+        try:
+            out[name] = fit_family(law_class(name), runs, quiet)
+        except InputError:
+            continue
+    return out
 
 
 def refit_start(law: Law) -> dict[str, float]:

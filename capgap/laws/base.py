@@ -121,7 +121,7 @@ def collapsed(low: float | None, high: float | None) -> bool:
 
 
 class Goodness(BaseModel):
-    """In-sample fit: RMSE of the metric (curve laws) or of the log metric (dsl)."""
+    """In-sample fit: RMSE of the metric (curve laws; dsl too, beside its RMSE of the log metric)."""
 
     model_config = ConfigDict(frozen=True, extra="allow")
     rmse: float | None = None  # metric units
@@ -196,6 +196,7 @@ class LawDiagnostics(BaseModel):
     fixed_at_published: list[str] = Field(default_factory=list)  # dsl: constants held at the published values
     notes: list[str] = Field(default_factory=list)  # what the fit assumed
     huber_delta: float | None = None  # dsl: the Huber loss's delta on log loss
+    teacher_loss_assumed: bool = False  # dsl: no run measured teacher_loss; the supervised law's values were used
 
 
 class LawFile(BaseModel):

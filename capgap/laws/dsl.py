@@ -140,10 +140,12 @@ class DSLLaw:
             return (f"the dsl law models a loss (lower is better); {options.metric} is higher-is-better")
         with_metric = [r for r in runs if r.metric(options.metric) is not None]
         lacking = {what: sum(getattr(r, what) is None for r in with_metric) for what in ("teacher_loss", "tokens")}
+        if lacking["teacher_loss"] == len(with_metric):
+            lacking["teacher_loss"] = 0  # none measured: assumed from the supervised law (capgap.fit.dsl_fit)
         missing = [f"{count} of {len(with_metric)} runs lack {what}" for what, count in lacking.items() if count]
         if missing:
-            return (f"the dsl law needs teacher_loss (the teacher's held-out loss, nats/token) and tokens on every "
-                    f"run: {' and '.join(missing)}")
+            return (f"the dsl law needs tokens on every run, and teacher_loss (the teacher's held-out loss, "
+                    f"nats/token) on every run or on none: {' and '.join(missing)}")
         return None
 
     def __init__(self, file: LawFile) -> None:
@@ -215,14 +217,24 @@ class DSLLaw:
         """For auto's cross-validation (capgap.fit.law_fit): per run, the law's predicted loss from its teacher's
         measured loss, less the law's best for that student (>= 0), and whether the teacher is weaker than the
         optimal one (its loss above the optimal teacher loss)."""
-        students = (run_sizes(runs, "student", nonembed_lookup()) if self.file.size_measure == "nonembed"
-                    else [r.size("student", "total") for r in runs])
-        if any(s is None for s in students) or any(r.teacher_loss is None for r in runs):
-            raise InputError("the dsl law needs teacher_loss and the student's size for every held-out run")
+        nonembed = self.file.size_measure == "nonembed"
+        students = run_sizes(runs, "student", nonembed_lookup()) if nonembed else [r.size("student", "total") for r in runs]
+        assumed = all(r.teacher_loss is None for r in runs)  # as the fit did: the supervised law's losses
+        if any(s is None for s in students) or (not assumed and any(r.teacher_loss is None for r in runs)):
+            raise InputError("the dsl law needs the student's size for every held-out run, and teacher_loss for "
+                             "every one or for none")
         student = np.array(students, dtype=float)
         tokens = np.array([self._tokens(s, r.tokens) for s, r in zip(student, runs)])
-        teacher_loss = np.array([r.teacher_loss for r in runs], dtype=float)
         coef = self.file.coefficients
+        if assumed:
+            teachers = run_sizes(runs, "teacher", nonembed_lookup()) if nonembed else [r.size("teacher", "total") for r in runs]
+            if any(t is None for t in teachers):
+                raise InputError("the dsl law needs the teacher's size for every held-out run")
+            teacher_tokens = [r.teacher_tokens or self.teacher_tokens.at(t) for r, t in zip(runs, teachers)]
+            teacher_loss = np.asarray(supervised_loss(coef, np.array(teachers, dtype=float),
+                                                      np.array(teacher_tokens, dtype=float)), dtype=float)
+        else:
+            teacher_loss = np.array([r.teacher_loss for r in runs], dtype=float)
         best = np.array([float(optimal_teacher_loss_of(coef, s, d)) for s, d in zip(student, tokens)])
         rise = student_loss(coef, student, tokens, teacher_loss) - student_loss(coef, student, tokens, best)
         return np.maximum(rise, 0.0), teacher_loss > best
