@@ -188,10 +188,8 @@ def _collect(runs: Sequence[RunRecord], options: FitOptions, teacher_tokens: flo
     if not with_metric:
         names = sorted({m for r in runs for m in r.metrics})
         raise InputError(f"no run has metric {options.metric!r}; metrics found: {', '.join(names) or 'none'}")
-    lacking = [r for r in with_metric if r.teacher_loss is None or r.tokens is None]
-    assumed = all(r.teacher_loss is None for r in with_metric)
-    if assumed and all(r.tokens is not None for r in with_metric):
-        lacking = []
+    assumed = all(r.teacher_loss is None for r in with_metric)  # none measured: all taken from the supervised law
+    lacking = [r for r in with_metric if r.tokens is None or (r.teacher_loss is None and not assumed)]
     if lacking:
         raise InputError(f"{len(lacking)} of {len(with_metric)} runs lack teacher_loss or tokens; the dsl law needs "
                          "tokens for every run, and teacher_loss (the teacher's held-out loss in nats/token) for "

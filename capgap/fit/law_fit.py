@@ -335,8 +335,7 @@ def _checked_against_own_curve_laws(law: Law, runs: Sequence[RunRecord], options
         return law
     quiet = options.model_copy(update={"bootstrap": 0})
     groups = group_runs(runs, options.metric, options.direction, options.size_measure)
-    by_id = {r.run_id: r for r in runs}
-    members = [[by_id[i] for i, g in zip(groups.run_ids, groups.group) if g == j] for j in range(len(groups.keys))]
+    members = _group_members(groups, runs)
     for name in fittable_families():
         cls = law_class(name)
         reason = getattr(cls, "auto_exclusion", None)
@@ -438,9 +437,13 @@ def _fold(name: str, size: int, runs: Sequence[RunRecord], groups, options: FitO
     except InputError as exc:
         raise InputError(f"cannot be fitted with students of {format_size(size)} held out ({exc})") from None
     test = groups.subset(held)
+    return law, test, _group_members(test, runs)
+
+
+def _group_members(groups, runs: Sequence[RunRecord]) -> list[list[RunRecord]]:
+    """The runs of each of ``groups``' groups, in the groups' order."""
     by_id = {r.run_id: r for r in runs}
-    members = [[by_id[i] for i, g in zip(test.run_ids, test.group) if g == j] for j in range(len(test.keys))]
-    return law, test, members
+    return [[by_id[i] for i, g in zip(groups.run_ids, groups.group) if g == j] for j in range(len(groups.keys))]
 
 
 def _location_losses(law: Law, test, members: Sequence[Sequence[RunRecord]], measure: str,
