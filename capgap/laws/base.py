@@ -75,6 +75,21 @@ class StudentOptimum(_Interval):
     # them where the optimum lies is the curve model's assumption. None: no such widening on that side.
     far_low: float | None = None
     far_high: float | None = None
+    # Another law's reading of this optimum (dsl's interval, where it follows the runs by its own checks) that the
+    # interval is widened to reach: there the curve shape, not the runs, decides T* (law_fit, "read the optimum
+    # apart"). None: no such widening on that side.
+    model_low: float | None = None
+    model_high: float | None = None
+
+    @property
+    def reach_low(self) -> float | None:
+        """The farthest point below the best teachers that the interval is widened to reach (None: none)."""
+        return min((v for v in (self.far_low, self.model_low) if v), default=None)
+
+    @property
+    def reach_high(self) -> float | None:
+        """The farthest point above the best teachers that the interval is widened to reach (None: none)."""
+        return max((v for v in (self.far_high, self.model_high) if v), default=None)
 
 
 class LawRegime(BaseModel):

@@ -177,18 +177,19 @@ class CurveLaw:
         return np.where(draws > 0, draws, np.nan)
 
     def _reach_far_rungs(self, student: float, tokens: float | None, low: float, high: float) -> tuple[float, float]:
-        """The interval widened as the fitted students' intervals are to the measured teachers far beside their
-        best ones (StudentOptimum.far_low/far_high): by each one's widening factor, interpolated in ln S
-        (held at the nearest beyond the fitted range). At a fitted student this is its listed interval."""
+        """The interval widened as the fitted students' intervals are: to the measured teachers far beside their
+        best ones (StudentOptimum.far_low/far_high) and to another law's reading where the two laws read the
+        optimum apart (model_low/model_high); by each one's widening factor, interpolated in ln S (held at the
+        nearest beyond the fitted range). At a fitted student this is its listed interval."""
         rows = [o for o in ladders_like(self.file.optima, student, tokens) if o.low is not None and o.high is not None]
-        if not any(o.far_low or o.far_high for o in rows):
+        if not any(o.reach_low or o.reach_high for o in rows):
             return low, high
         widen_low, widen_high = [], []
         for o in rows:
             own_low, own_high = quantile_interval(self._draws_at(float(o.student_params), o.tokens), self.file.level)
             own_low, own_high = min(own_low, o.teacher_params), max(own_high, o.teacher_params)
-            widen_low.append(max(0.0, np.log(own_low / o.far_low)) if o.far_low else 0.0)
-            widen_high.append(max(0.0, np.log(o.far_high / own_high)) if o.far_high else 0.0)
+            widen_low.append(max(0.0, np.log(own_low / o.reach_low)) if o.reach_low else 0.0)
+            widen_high.append(max(0.0, np.log(o.reach_high / own_high)) if o.reach_high else 0.0)
         widen_low, widen_high = np.nan_to_num(widen_low), np.nan_to_num(widen_high)  # no own interval: no widening
         return (low * np.exp(-at_student(rows, student, widen_low)), high * np.exp(at_student(rows, student, widen_high)))
 
