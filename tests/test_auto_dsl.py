@@ -223,8 +223,8 @@ def test_an_interval_that_misses_dsls_estimate_is_widened_to_hold_dsls_interval(
         theirs = dsl.optimal_teacher(o.student_params, o.tokens)
         answer = law.optimal_teacher(o.student_params, o.tokens)
         for low, high in ((o.low, o.high), (answer.low, answer.high)):
-            assert low <= min(theirs.low, answer.estimate) * (1 + 1e-9)
-            assert high >= max(theirs.high, answer.estimate) * (1 - 1e-9)
+            assert low <= min(theirs.low, answer.estimate) * (1 + 1e-6)
+            assert high >= max(theirs.high, answer.estimate) * (1 - 1e-6)
     truth = dsl_true_optimum(1e9, 20e9)
     one_b = law.optimal_teacher(1e9, 20e9)
     assert one_b.low <= truth <= one_b.high
@@ -235,7 +235,7 @@ def test_an_interval_that_misses_dsls_estimate_is_widened_to_hold_dsls_interval(
     assert between.low == pytest.approx(unwidened.low) and between.high > 1.05 * unwidened.high
     save_law(law, tmp_path / "law.json")  # the widening is part of the law file, not of this process
     again = load_law(tmp_path / "law.json").optimal_teacher(8e8, 16e9)
-    assert (again.low, again.high) == pytest.approx((between.low, between.high), rel=1e-9)
+    assert (again.low, again.high) == pytest.approx((between.low, between.high), rel=1e-6)
 
 
 def test_a_curve_estimate_outside_dsls_interval_is_said_and_the_interval_that_holds_dsls_estimate_stands():
