@@ -249,6 +249,34 @@ def test_a_curve_estimate_outside_dsls_interval_is_said_and_the_interval_that_ho
     assert all(o.model_low is None and o.model_high is None for o in law.file.optima)
 
 
+def test_a_per_student_bound_that_dsls_estimate_lies_past_is_said_and_widened(tmp_path):
+    # bench/fit_calibration.py's data set 41 of the 5-teachers-per-student published design (teachers 8x-256x, 320
+    # tokens/param): `--law power` read the 1B student's optimum just below its smallest teacher, so its answer was
+    # the bound "at most 8B", with no warning at all; the truth is 8.48B, and dsl said 8.9B [8.1B, 9.6B].
+    from capgap.laws.base import load_law, save_law
+
+    runs = published_runs((8.0, 16.0, 32.0, 64.0, 256.0), tokens_per_param=320.0, seed=200_041)
+    law = fit_law(runs, law="power", size_measure="nonembed", bootstrap=150, seed=41)
+    dsl = fit_law(runs, law="dsl", size_measure="nonembed", bootstrap=150, seed=41)
+    warnings = law.file.diagnostics.warnings
+    assert warnings[0].startswith("lack of fit: the power curve model and the dsl law")
+    assert "student is at most" in warnings[0]  # the bound is named as a bound, with no made-up point
+    # Every student answered by a bound is said too, before anything else the fit checks of itself.
+    assert warnings[1].startswith("the law puts the optimum of 2 of 4 student(s) past the teachers measured")
+    assert "1B: below its smallest teacher, 8B" in warnings[1]
+    one_b = next(o for o in law.file.optima if o.student_params == 1e9)
+    theirs = dsl.optimal_teacher(1e9, 320e9)
+    answer = law.optimal_teacher(1e9, 320e9)
+    assert one_b.censored == answer.censored == "at_most" and one_b.low is None and answer.low is None
+    for high in (one_b.high, answer.high):  # the bound widened to hold dsl's interval, and the truth
+        assert high >= theirs.high * (1 - 1e-6) and high >= dsl_true_optimum(1e9, 320e9)
+    bare = law.file.model_copy(update={"optima": [o.model_copy(update={"model_low": None, "model_high": None})
+                                                  for o in law.file.optima]})
+    assert type(law)(bare).optimal_teacher(1e9, 320e9).high < dsl_true_optimum(1e9, 320e9)  # as it was
+    save_law(law, tmp_path / "law.json")
+    assert load_law(tmp_path / "law.json").optimal_teacher(1e9, 320e9).high == pytest.approx(answer.high, rel=1e-6)
+
+
 @pytest.mark.parametrize("with_teacher_loss", [True, False])
 def test_planted_curves_raise_no_dsl_disagreement(with_teacher_loss):
     # Planted curves follow no distillation law: dsl fails its own checks there, and is no evidence either way.

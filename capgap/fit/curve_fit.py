@@ -159,7 +159,7 @@ def start_shape(start: dict[str, float], n_shape: int) -> list[float]:
 
 def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> CurveLaw:
     """The one-stage fit of ``cls`` to grouped runs: point, interval draws, optima, diagnostics."""
-    from capgap.fit.optima import far_rung_warning, ladder_advice, read_optima
+    from capgap.fit.optima import censored_warning, far_rung_warning, ladder_advice, read_optima
 
     bound = edge_bound(groups)
     if bound is not None:
@@ -226,7 +226,8 @@ def fit_groups(cls: type[CurveLaw], groups: RunGroups, options: FitOptions) -> C
     misfits = [w for w in (m.warning(inflation) for m in (misfit, located) if m is not None) if w]
     misfits += [disagreement] if disagreement else []
     misfits += [w for w in [far_rung_warning(optima)] if w]
-    warnings = [*misfits, *simplified,
+    beyond = censored_warning(optima)
+    warnings = [*misfits, *([beyond] if beyond else []), *simplified,
                 *_self_check(cls, groups, point, drawn, intervals, optima, df, options)]
     students = [k.student_params for k in groups.keys]
     residual = fitted_groups.badness - point.profile.fitted[0]

@@ -52,7 +52,7 @@ import numpy as np
 
 from capgap.core.errors import InputError
 from capgap.runs.kinds import mark_kinds, select_kind
-from capgap.laws.base import CurveMethod, FitOptions, Law, ModelChoice, law_class, registered_families
+from capgap.laws.base import CurveMethod, FitOptions, Law, ModelChoice, TeacherEstimate, law_class, registered_families
 from capgap.runs.records import RunRecord, metric_direction, unknown_direction_warning
 
 DEFAULT_METRIC = "eval_loss"
@@ -331,11 +331,12 @@ def _checked_against_own_curve_laws(law: Law, runs: Sequence[RunRecord], options
     the runs allow one and it passes its own checks. The curve model's interval spans the uncertainty of its
     location under its own curve shape only; on the published law's curves that shape misreads the optimum
     (docs/fit.md). Where the two read a fitted student's optimum apart (either law's estimate outside the other's
-    interval), the first warning says so. Where the curve model's interval misses dsl's estimate, it is widened to
-    hold dsl's interval too: which shape is right is what the runs do not settle, and the interval must carry
-    that; where it already holds dsl's estimate, it stands (widening it to dsl's interval as well covered the
-    published law's curves from 4x at 20 tokens/param in 0.99-1.00 of data sets, docs/fit.md). Auto weighs both on held-out runs, so only a
-    family asked for by name is checked."""
+    interval; for a student whose answer is a bound, dsl's estimate past it), the first warning says so. Where the
+    curve model's interval (or bound) misses dsl's estimate, it is widened to hold dsl's interval too: which shape
+    is right is what the runs do not settle, and the interval must carry that; where it already holds dsl's
+    estimate, it stands (widening it to dsl's interval as well covered the published law's curves from 4x at 20
+    tokens/param in 0.99-1.00 of data sets, docs/fit.md). Auto weighs both on held-out runs, so only a family asked
+    for by name is checked."""
     from capgap.runs.groups import group_runs
 
     if law.file.bound is not None:
@@ -363,14 +364,22 @@ def _checked_against_own_curve_laws(law: Law, runs: Sequence[RunRecord], options
         apart = []
         for key, group in zip(groups.keys, members):
             ours = law.optimal_teacher(key.student_params, key.tokens)
-            if ours.low is None or ours.high is None or ours.censored is not None:
+            if ours.low is None and ours.high is None:
                 continue
             try:
                 theirs = _answer_in_measure(other, key, group, options.size_measure)
             except InputError:
                 continue
+            if theirs.censored is not None or not np.isfinite(theirs.estimate):
+                continue
             low, high = theirs.low or theirs.estimate, theirs.high or theirs.estimate
-            if theirs.censored is None and np.isfinite(theirs.estimate):
+            if ours.censored == "at_most":  # a bound: apart where dsl's estimate lies past it; its bound widens
+                if theirs.estimate > ours.high:
+                    apart.append((key, ours, theirs, None, high))
+            elif ours.censored == "at_least":
+                if theirs.estimate < ours.low:
+                    apart.append((key, ours, theirs, low, None))
+            elif ours.low is not None and ours.high is not None:
                 outside = not ours.low <= theirs.estimate <= ours.high
                 if outside or not low <= ours.estimate <= high:  # widened only where ours misses theirs
                     apart.append((key, ours, theirs, *((low, high) if outside else (None, None))))
@@ -381,42 +390,56 @@ def _checked_against_own_curve_laws(law: Law, runs: Sequence[RunRecord], options
 
 def _widened_to_other_law(law: Law, name: str, assumed: bool, apart: list) -> Law:
     """``law`` with the optima of the students in ``apart`` (key, its answer, the other law's, and the interval
-    to hold: the other law's, or None, None where the curve model's interval already holds its estimate) widened
-    to hold it, and the sentence that says so first."""
+    to hold: the other law's, or None, None where the curve model's interval already holds its estimate; for a
+    censored answer, a bound that dsl's estimate lies past, only the bound's own side) widened to hold it, and the
+    sentence that says so first."""
     from capgap.sizes.units import format_size
 
     reach = {(k.family, k.student_init, k.student_params, k.tokens): (low, high) for k, _, _, low, high in apart}
     optima = []
     for o in law.file.optima:
         low, high = reach.get((o.family, o.student_init, o.student_params, o.tokens), (None, None))
-        if low is None or o.low is None or o.high is None:
+        # A bound is widened on its own side only (a censored optimum has one); a two-sided interval on both.
+        model_low = low if low is not None and o.low is not None and low < o.low else None
+        model_high = high if high is not None and o.high is not None and high > o.high else None
+        if model_low is None and model_high is None:
             optima.append(o)
             continue
-        model_low, model_high = (low if low < o.low else None), (high if high > o.high else None)
         optima.append(o.model_copy(update={"model_low": model_low, "model_high": model_high,
-                                           "low": min(o.low, low), "high": max(o.high, high)}))
-    key, ours, theirs, held, _ = max(apart, key=lambda a: abs(np.log(a[1].estimate / a[2].estimate)))
+                                           "low": min(o.low, model_low or o.low) if o.low is not None else None,
+                                           "high": max(o.high, model_high or o.high) if o.high is not None
+                                           else None}))
+    key, ours, theirs, *held = max(apart, key=lambda a: abs(np.log(a[1].estimate / a[2].estimate)))
     law.file.optima = optima
     own = f" [{format_size(theirs.low)}, {format_size(theirs.high)}]" if theirs.low and theirs.high else ""
-    widened = sum(a[3] is not None for a in apart)
+    widened = sum(a[3] is not None or a[4] is not None for a in apart)
     if widened:
         what = f"where it missed {name}'s estimate ({widened} student(s)) it is widened to hold {name}'s interval"
-        if held is not None:  # the student named was widened: its interval now
-            now = law.optimal_teacher(key.student_params, key.tokens)
-            what += f" (this one: [{format_size(now.low)}, {format_size(now.high)}])"
+        if any(h is not None for h in held):  # the student named was widened: its answer now
+            what += f" (this one: {_answer_text(law.optimal_teacher(key.student_params, key.tokens))})"
     else:
         what = f"it holds {name}'s estimate, but {name}'s interval leaves the curve model's estimate out"
     sentence = (f"lack of fit: the {law.file.law} curve model and the {name} law"
                 f"{' (on assumed teacher losses)' if assumed else ''}, which follows these runs by its own checks, "
                 f"read the optimum apart for {len(apart)} of {len(law.file.optima)} student(s): T* of the "
-                f"{format_size(key.student_params)} student is {format_size(ours.estimate)} "
-                f"[{format_size(ours.low)}, {format_size(ours.high)}] with {law.file.law}, "
+                f"{format_size(key.student_params)} student is {_answer_text(ours)} with {law.file.law}, "
                 f"{format_size(theirs.estimate)}{own} with {name}; the curve model's interval spans the location "
                 f"under its own shape only: {what}; compare --law {name}, or --law auto, which weighs both on "
                 "held-out runs")
     law.file.diagnostics = law.file.diagnostics.model_copy(
         update={"warnings": [sentence, *law.file.diagnostics.warnings]})
     return law
+
+
+def _answer_text(answer: TeacherEstimate) -> str:
+    """An answer as the sentence gives it: the bound of a censored one, else the estimate and its interval."""
+    from capgap.sizes.units import format_size
+
+    if answer.censored == "at_most":
+        return f"at most {format_size(answer.high)}"
+    if answer.censored == "at_least":
+        return f"at least {format_size(answer.low)}"
+    return f"{format_size(answer.estimate)} [{format_size(answer.low)}, {format_size(answer.high)}]"
 
 
 def _curve_references(runs: Sequence[RunRecord], options: FitOptions) -> dict[str, Law]:

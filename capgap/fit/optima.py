@@ -91,6 +91,26 @@ def far_rung_warning(optima: Sequence[StudentOptimum]) -> str | None:
             f"({'; '.join(reach(o) for o in widened)}); measure teachers between them")
 
 
+def censored_warning(optima: Sequence[StudentOptimum]) -> str | None:
+    """The sentence for the students whose optimum the law puts past their own ladder (None: none is). Their
+    answers are bounds at the ladder's edge, read from where the curve model puts the optimum rather than from a
+    turn the runs show, and the table lists them low down; a skeptical reader needs them said up front, with
+    which way to measure."""
+    beyond = [o for o in optima if o.censored]
+    if not beyond:
+        return None
+
+    def past(o: StudentOptimum) -> str:
+        if o.censored == "at_least":
+            return f"{format_size(o.student_params)}: above its largest teacher, {format_size(o.teachers[-1])}"
+        return f"{format_size(o.student_params)}: below its smallest teacher, {format_size(o.teachers[0])}"
+
+    return (f"the law puts the optimum of {len(beyond)} of {len(optima)} student(s) past the teachers measured "
+            f"for it ({'; '.join(past(o) for o in beyond)}): each answer is a one-sided bound near its ladder's "
+            "edge, where the curve model, not a measured turn, places the optimum (it may lie just inside the "
+            f"edge or far beyond it); {'; '.join(ladder_advice(beyond))}")
+
+
 def ranking_bracket(groups: RunGroups, optima: Sequence[StudentOptimum], wide: float) -> str | None:
     """For the optima whose interval spans more than ``wide``, what the runs say without the curve model: a
     curve with one minimum has the optimum between the measured teachers either side of the best ones (those

@@ -140,6 +140,10 @@ class CurveLaw:
             if finite.size:
                 sampled = float(np.quantile(finite, self.file.level if side == "at_most" else 1.0 - self.file.level))
                 edge = max(edge, sampled) if side == "at_most" else min(edge, sampled)
+            rows = [o for o in ladders_like(self.file.optima, float(student_params), tokens)
+                    if (o.high if side == "at_most" else o.low) is not None]
+            widen = self._widening(rows, float(student_params), "high" if side == "at_most" else "low")
+            edge = edge * np.exp(widen if side == "at_most" else -widen)
             return TeacherEstimate(estimate=edge, low=edge if side == "at_least" else None,
                                    high=edge if side == "at_most" else None, level=self.file.level, censored=side)
         low = high = None
@@ -182,16 +186,42 @@ class CurveLaw:
         optimum apart (model_low/model_high); by each one's widening factor, interpolated in ln S (held at the
         nearest beyond the fitted range). At a fitted student this is its listed interval."""
         rows = [o for o in ladders_like(self.file.optima, student, tokens) if o.low is not None and o.high is not None]
-        if not any(o.reach_low or o.reach_high for o in rows):
-            return low, high
-        widen_low, widen_high = [], []
-        for o in rows:
-            own_low, own_high = quantile_interval(self._draws_at(float(o.student_params), o.tokens), self.file.level)
-            own_low, own_high = min(own_low, o.teacher_params), max(own_high, o.teacher_params)
-            widen_low.append(max(0.0, np.log(own_low / o.reach_low)) if o.reach_low else 0.0)
-            widen_high.append(max(0.0, np.log(o.reach_high / own_high)) if o.reach_high else 0.0)
-        widen_low, widen_high = np.nan_to_num(widen_low), np.nan_to_num(widen_high)  # no own interval: no widening
-        return (low * np.exp(-at_student(rows, student, widen_low)), high * np.exp(at_student(rows, student, widen_high)))
+        return (low * np.exp(-self._widening(rows, student, "low")),
+                high * np.exp(self._widening(rows, student, "high")))
+
+    def _widening(self, rows: list, student: float, side: str) -> float:
+        """How far (in ln T) the answer at ``student`` widens on ``side`` ("low" or "high"): each fitted row's
+        listed bound against the bound its draws give alone (its reach_low/reach_high, where set), interpolated in
+        ln S; 0 where no row was widened or a row has no bound of its own."""
+        reach = [o.reach_low if side == "low" else o.reach_high for o in rows]
+        if not any(reach):
+            return 0.0
+        factors = []
+        for o, bound in zip(rows, reach):
+            own = self._own_bound(o, side)
+            if not bound or own is None:
+                factors.append(0.0)
+            else:
+                factors.append(max(0.0, float(np.log(own / bound) if side == "low" else np.log(bound / own))))
+        return at_student(rows, student, np.nan_to_num(factors))
+
+    def _own_bound(self, o, side: str) -> float | None:
+        """A fitted row's bound on ``side`` from the law's draws alone, before any widening: as read_optima reads
+        it (capgap.fit.optima): the two-sided percentile interval holding the estimate, or for a censored row its
+        edge rung loosened to the draws' one-sided bound. None without draws."""
+        draws = self._draws_at(float(o.student_params), o.tokens)
+        if draws is None:
+            return None
+        if o.censored:
+            finite = draws[np.isfinite(draws)]
+            edge = float(edge_rung(o.teachers, o.censored))
+            if not finite.size:
+                return edge
+            if side == "high":
+                return max(edge, float(np.quantile(finite, self.file.level)))
+            return min(edge, float(np.quantile(finite, 1.0 - self.file.level)))
+        own_low, own_high = quantile_interval(draws, self.file.level)
+        return min(own_low, o.teacher_params) if side == "low" else max(own_high, o.teacher_params)
 
     def predict_metric(self, student_params: float, teacher_params: float, tokens: float | None = None) -> float | None:
         return None  # the group baselines of a new student are unknown: these laws locate the optimum only
