@@ -106,7 +106,9 @@ def summarise(outcomes: list[Outcome], queries: tuple[float, ...], bias_target: 
     Passing: on target (|median bias| < ``bias_target`` and coverage within
     ``coverage`` at every query student), or else a lack-of-fit warning in
     at least 90% of the data sets and no answer excluding the truth without
-    any warning. A one-sided design passes when at least 90% of its answers
+    any warning; a data set answering only with bounds, all holding the truth,
+    is left out of that 90% (it locates no optimum, so it has no fit to lack).
+    A one-sided design passes when at least 90% of its answers
     are one-sided, every one of them holds the truth, and nothing excludes the
     truth without a warning.
     """
@@ -125,8 +127,21 @@ def summarise(outcomes: list[Outcome], queries: tuple[float, ...], bias_target: 
     elif on_target:
         passed, why = True, "on target"
     else:
-        passed = lack >= 0.9 and excluded_unwarned == 0
-        why = "lack of fit said" if passed else "off target, lack of fit not said"
+        # A data set that answers every query with a bound holding the truth has no fit to lack: the runs locate no
+        # optimum there, and the bound (said first) is the right answer (issue 19, item 6). It is scored as a
+        # one-sided answer; the lack-of-fit share is asked of the data sets that answer two-sided.
+        bounded = [all(a.one_sided for a in o.answers.values()) for o in outcomes]
+        bounds_hold = all(a.hit for o, b in zip(outcomes, bounded) if b for a in o.answers.values())
+        rest = [o.lack_of_fit for o, b in zip(outcomes, bounded) if not b]
+        lack_rest = float(np.mean(rest)) if rest else 1.0
+        passed = bounds_hold and lack_rest >= 0.9 and excluded_unwarned == 0
+        if passed and lack >= 0.9:
+            why = "lack of fit said"
+        elif passed:
+            why = (f"lack of fit said in {lack_rest:.2f} of the two-sided data sets; the other "
+                   f"{sum(bounded)} answer with bounds that hold the truth")
+        else:
+            why = "off target, lack of fit not said"
     return Summary(bias, cover, float(np.mean([o.warned for o in outcomes])), lack,
                    float(np.mean([o.refused for o in outcomes])), len(one_sided) / len(answers), consistent,
                    excluded_unwarned, on_target, passed, why)

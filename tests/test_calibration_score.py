@@ -45,3 +45,17 @@ def test_a_one_sided_design_wants_true_bounds_and_counts_refusals():
     assert summary.passed and summary.one_sided == 1.0 and summary.one_sided_consistent == 1.0
     refused = summarise([outcome(REFUSED) for _ in range(10)], (1.0,), 0.1, (0.8, 0.95), True)
     assert not refused.passed and refused.refused == 1.0 and refused.coverage == [0.0]
+
+
+def test_data_sets_answered_only_by_true_bounds_are_left_out_of_the_lack_of_fit_share():
+    # 8 data sets off target with lack of fit said, 2 answered by bounds that hold the truth (no fit to lack).
+    said = [outcome(Answer(0.5, True, False, False, False), warned=True, lack_of_fit=True) for _ in range(8)]
+    true_bounds = [outcome(Answer(float("nan"), True, True, False, False), warned=True) for _ in range(2)]
+    summary = summarise(said + true_bounds, (1.0,), 0.1, (0.8, 0.95), False)
+    assert summary.lack_of_fit == pytest.approx(0.8) and summary.passed
+    assert "the other 2 answer with bounds that hold the truth" in summary.why
+    # A bound that leaves the truth out is no such excuse, and a two-sided data set without the warning counts.
+    wrong_bounds = [outcome(Answer(float("nan"), False, True, True, False), warned=True) for _ in range(2)]
+    assert not summarise(said + wrong_bounds, (1.0,), 0.1, (0.8, 0.95), False).passed
+    unsaid = [outcome(Answer(0.5, True, False, False, False), warned=True) for _ in range(2)]
+    assert not summarise(said + unsaid, (1.0,), 0.1, (0.8, 0.95), False).passed
