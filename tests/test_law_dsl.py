@@ -259,3 +259,16 @@ def test_dsl_fit_on_the_small_cpu_store_says_what_it_could_not_pin_down():
     text = " ".join(law.file.diagnostics.warnings)
     assert "at the bound of the search range" in text
     assert all(v is None or v[1] > v[0] for v in law.file.intervals.values())  # never a zero-width interval
+
+
+def test_held_out_curves_read_an_older_stores_teacher_tokens_as_the_fit_does(fitted, synthetic_runs):
+    # Runs of an older store kept the teacher's pretraining tokens in extra['teacher_tokens']; with assumed teacher
+    # losses the held-out curve must read them as the fit did, not fall back to the law's tokens-per-parameter rule.
+    bare = [r.model_copy(update={"teacher_loss": None, "teacher_tokens": None, "extra": {}}) for r in synthetic_runs[:12]]
+    tokens = [5 * fitted.teacher_tokens.at(r.teacher_params) for r in bare]  # far from the law's own rule
+    older = [r.model_copy(update={"extra": {"teacher_tokens": f"{t:.6g}"}}) for r, t in zip(bare, tokens)]
+    field = [r.model_copy(update={"teacher_tokens": int(round(t))}) for r, t in zip(bare, tokens)]
+    assert [r.teacher_token_count() for r in older] == pytest.approx(tokens, rel=1e-5)
+    from_extra, from_field, by_rule = (fitted.held_out_curve(runs)[0] for runs in (older, field, bare))
+    assert from_extra == pytest.approx(from_field, rel=1e-4, abs=1e-9)
+    assert not np.allclose(from_extra, by_rule)

@@ -23,7 +23,7 @@ from capgap.laws.base import BootstrapReport, FitOptions, Goodness, LawDiagnosti
 from capgap.laws.dsl import (DISTILLATION, PUBLISHED, SUPERVISED, DSLLaw, TeacherTokens, extrapolation_text,
                              nonembed_lookup, rule_dict, run_sizes, student_loss, supervised_loss, tokens_text)
 from capgap.runs.records import RunRecord, runs_hash
-from capgap.sizes.units import TOKENS_PER_PARAM, parse_size
+from capgap.sizes.units import TOKENS_PER_PARAM
 
 
 # Fitted space: positive scales in log space (the log-sum-exp parameterisation), exponents as they are.
@@ -161,13 +161,12 @@ class _Runs:
 def _teacher_token_counts(runs: Sequence[RunRecord], assumed: float | None) -> tuple[np.ndarray, str | None]:
     """Teacher training tokens from ``teacher_tokens`` (or an older store's ``extra['teacher_tokens']``), or one
     common assumed count."""
-    given = [r.teacher_tokens if r.teacher_tokens is not None else r.extra.get("teacher_tokens") for r in runs]
-    present = [g for g in given if g not in (None, "")]
+    present = [g for g in (r.teacher_token_count() for r in runs) if g is not None]
     if present and len(present) < len(runs):
         raise InputError(f"{len(runs) - len(present)} of {len(runs)} runs lack teacher_tokens; "
                          "give the teachers' training tokens for every run or for none")
     if present:
-        return np.array([parse_size(g, what="extra.teacher_tokens") for g in present], dtype=float), None
+        return np.array(present, dtype=float), None
     common = assumed if assumed is not None else TOKENS_PER_PARAM * max(r.teacher_params for r in runs)
     how = "given" if assumed is not None else "assumed: 20 tokens per parameter of the largest teacher"
     return np.full(len(runs), float(common)), f"no run gives teacher_tokens: every teacher taken as trained on {common:.3g} tokens ({how})"

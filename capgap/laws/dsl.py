@@ -230,7 +230,8 @@ class DSLLaw:
             teachers = run_sizes(runs, "teacher", nonembed_lookup()) if nonembed else [r.size("teacher", "total") for r in runs]
             if any(t is None for t in teachers):
                 raise InputError("the dsl law needs the teacher's size for every held-out run")
-            teacher_tokens = [r.teacher_tokens or self.teacher_tokens.at(t) for r, t in zip(runs, teachers)]
+            # As the fit read them (an older store's extra['teacher_tokens'] too), else the law's own rule.
+            teacher_tokens = [r.teacher_token_count() or self.teacher_tokens.at(t) for r, t in zip(runs, teachers)]
             teacher_loss = np.asarray(supervised_loss(coef, np.array(teachers, dtype=float),
                                                       np.array(teacher_tokens, dtype=float)), dtype=float)
         else:

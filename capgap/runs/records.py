@@ -167,6 +167,18 @@ class RunRecord(BaseModel):
     def metric(self, name: str) -> float | None:
         return self.metrics.get(name)
 
+    def teacher_token_count(self) -> float | None:
+        """The teacher's pretraining tokens: the field, or an older store's ``extra['teacher_tokens']`` (a size
+        such as "2B"); None where neither is given."""
+        if self.teacher_tokens is not None:
+            return float(self.teacher_tokens)
+        given = self.extra.get("teacher_tokens")
+        if given in (None, ""):
+            return None
+        from capgap.sizes.units import parse_size
+
+        return float(parse_size(given, what="extra.teacher_tokens"))
+
     def size(self, which: Literal["student", "teacher"], measure: str = "total") -> int | None:
         """The student's or teacher's size by measure, 'total' or 'nonembed', as the laws place it.
 
