@@ -376,3 +376,24 @@ def test_the_curve_method_is_an_option_of_the_fit_not_a_module_switch():
     # Flattening curves read as parabolas put the optimum too near (the design behind the far shape).
     assert shipped.file.coefficients["r"] == pytest.approx(4.0, rel=0.1) and parabolas.file.coefficients["r"] < 3.5
     assert fit_law(runs, law="ratio", bootstrap=0).file.diagnostics.shape == shipped.file.diagnostics.shape
+
+
+def test_a_student_answered_by_a_bound_is_said_first_and_its_bound_widens_on_its_own_side():
+    # One ladder for every student, ending at 2.1B: the 1B student's optimum (2.5B) lies past it, so its answer is
+    # the bound "at least ..." while the law is two-sided for the others.
+    ladder = [int(x) for x in np.geomspace(1.2e7, 2.1e9, 24)]
+    runs = synthetic_runs(ratio=2.5, students=[1e7, 3e7, 1e8, 3e8, 1e9], teachers=ladder, with_teacher_loss=False,
+                          noise=0.003, seed=3)
+    law = fit_law(runs, law="ratio", bootstrap=100, seed=1)
+    assert law.file.diagnostics.warnings[0].startswith(
+        "the law puts the optimum of 1 of 5 student(s) past the teachers measured for it (1B: above its largest "
+        "teacher, 2.1B)")
+    answer = law.optimal_teacher(1e9)
+    assert answer.censored == "at_least" and answer.high is None and answer.low <= 2.5e9
+    # Another law's reading below the bound (capgap.fit.law_fit's check against dsl) widens it downward only.
+    wider = law.file.model_copy(update={"optima": [
+        o.model_copy(update={"model_low": 1.5e9, "low": 1.5e9}) if o.censored else o for o in law.file.optima]})
+    widened = type(law)(wider)
+    assert widened.optimal_teacher(1e9).low == pytest.approx(1.5e9, rel=1e-6)
+    assert widened.optimal_teacher(1e9).high is None
+    assert widened.optimal_teacher(1e8).low == pytest.approx(law.optimal_teacher(1e8).low)  # two-sided: as it was
