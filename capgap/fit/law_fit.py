@@ -47,6 +47,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -375,27 +376,39 @@ def _checked_against_own_curve_laws(law: Law, runs: Sequence[RunRecord], options
             low, high = theirs.low or theirs.estimate, theirs.high or theirs.estimate
             if ours.censored == "at_most":  # a bound: apart where dsl's estimate lies past it; its bound widens
                 if theirs.estimate > ours.high:
-                    apart.append((key, ours, theirs, None, high))
+                    apart.append(_Apart(key, ours, theirs, None, high))
             elif ours.censored == "at_least":
                 if theirs.estimate < ours.low:
-                    apart.append((key, ours, theirs, low, None))
+                    apart.append(_Apart(key, ours, theirs, low, None))
             elif ours.low is not None and ours.high is not None:
                 outside = not ours.low <= theirs.estimate <= ours.high
                 if outside or not low <= ours.estimate <= high:  # widened only where ours misses theirs
-                    apart.append((key, ours, theirs, *((low, high) if outside else (None, None))))
+                    apart.append(_Apart(key, ours, theirs, *((low, high) if outside else (None, None))))
         if apart:
             return _widened_to_other_law(law, name, assumed, apart)
     return law
 
 
-def _widened_to_other_law(law: Law, name: str, assumed: bool, apart: list) -> Law:
+class _Apart(NamedTuple):
+    """A fitted student whose optimum the curve family and the other law read apart, and what its answer is
+    widened to hold (None on a side not widened: the curve model's answer already holds the other's estimate)."""
+
+    key: object  # the group's key (capgap.runs.groups)
+    ours: TeacherEstimate
+    theirs: TeacherEstimate
+    hold_low: float | None
+    hold_high: float | None
+
+
+def _widened_to_other_law(law: Law, name: str, assumed: bool, apart: list[_Apart]) -> Law:
     """``law`` with the optima of the students in ``apart`` (key, its answer, the other law's, and the interval
     to hold: the other law's, or None, None where the curve model's interval already holds its estimate; for a
     censored answer, a bound that dsl's estimate lies past, only the bound's own side) widened to hold it, and the
     sentence that says so first."""
     from capgap.sizes.units import format_size
 
-    reach = {(k.family, k.student_init, k.student_params, k.tokens): (low, high) for k, _, _, low, high in apart}
+    reach = {(a.key.family, a.key.student_init, a.key.student_params, a.key.tokens): (a.hold_low, a.hold_high)
+             for a in apart}
     optima = []
     for o in law.file.optima:
         low, high = reach.get((o.family, o.student_init, o.student_params, o.tokens), (None, None))
@@ -406,16 +419,15 @@ def _widened_to_other_law(law: Law, name: str, assumed: bool, apart: list) -> La
             optima.append(o)
             continue
         optima.append(o.model_copy(update={"model_low": model_low, "model_high": model_high,
-                                           "low": min(o.low, model_low or o.low) if o.low is not None else None,
-                                           "high": max(o.high, model_high or o.high) if o.high is not None
-                                           else None}))
-    key, ours, theirs, *held = max(apart, key=lambda a: abs(np.log(a[1].estimate / a[2].estimate)))
+                                           "low": model_low or o.low, "high": model_high or o.high}))
+    named = max(apart, key=lambda a: abs(np.log(a.ours.estimate / a.theirs.estimate)))
+    key, ours, theirs = named.key, named.ours, named.theirs
     law.file.optima = optima
     own = f" [{format_size(theirs.low)}, {format_size(theirs.high)}]" if theirs.low and theirs.high else ""
-    widened = sum(a[3] is not None or a[4] is not None for a in apart)
+    widened = sum(a.hold_low is not None or a.hold_high is not None for a in apart)
     if widened:
         what = f"where it missed {name}'s estimate ({widened} student(s)) it is widened to hold {name}'s interval"
-        if any(h is not None for h in held):  # the student named was widened: its answer now
+        if named.hold_low is not None or named.hold_high is not None:  # the student named was widened: its answer now
             what += f" (this one: {_answer_text(law.optimal_teacher(key.student_params, key.tokens))})"
     else:
         what = f"it holds {name}'s estimate, but {name}'s interval leaves the curve model's estimate out"

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from capgap.runs.groups import RunGroups
-from capgap.laws.base import StudentOptimum, collapsed
+from capgap.laws.base import StudentOptimum, collapsed, one_sided_bound
 from capgap.fit.one_sided import FAR_RUNG, edge_rung, far_bracket, noise_scale
 from capgap.sizes.units import format_size
 
@@ -48,9 +48,9 @@ def read_optima(groups: RunGroups, space, point, draws: np.ndarray, level: float
                 # A censored optimum's bound is the edge rung (or its far neighbour), loosened to the draws'
                 # one-sided bound where that reaches further: an optimum read just past the edge may lie inside.
                 if censored == "at_least":
-                    low = min(float(np.quantile(column, 1.0 - level)), _edge(teachers, censored))
+                    low = one_sided_bound(_edge(teachers, censored), column, censored, level)
                 elif censored == "at_most":
-                    high = max(float(np.quantile(column, level)), _edge(teachers, censored))
+                    high = one_sided_bound(_edge(teachers, censored), column, censored, level)
                 else:
                     tail = (1.0 - level) / 2.0
                     low, high = (float(v) for v in np.quantile(column, [tail, 1.0 - tail]))

@@ -116,6 +116,19 @@ def quantile_interval(samples: Sequence[float] | np.ndarray, level: float = 0.9)
     return (float(low), float(high))
 
 
+def one_sided_bound(edge: float, draws: np.ndarray | None, side: Censoring, level: float = 0.9) -> float:
+    """A censored optimum's bound: the ``edge`` rung, loosened to the draws' one-sided bound at ``level`` where
+    that reaches further ("at_most": above the edge; "at_least": below it), since an optimum read just past the
+    edge may lie inside. The edge itself without finite draws."""
+    finite = np.asarray(draws if draws is not None else [], dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if not finite.size:
+        return float(edge)
+    if side == "at_most":
+        return max(float(edge), float(np.quantile(finite, level)))
+    return min(float(edge), float(np.quantile(finite, 1.0 - level)))
+
+
 DENSE_RUNG = 2.05  # the largest factor between the edge and its neighbour (a doubling ladder, or finer)
 
 

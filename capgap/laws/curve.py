@@ -16,7 +16,7 @@ from typing import ClassVar
 import numpy as np
 
 from capgap.core.errors import InputError
-from capgap.laws.base import LawFile, TeacherEstimate, collapsed, edge_rung, quantile_interval
+from capgap.laws.base import LawFile, TeacherEstimate, collapsed, edge_rung, one_sided_bound, quantile_interval
 from capgap.runs.groups import RunGroups
 from capgap.sizes.units import format_size
 
@@ -136,10 +136,7 @@ class CurveLaw:
             # the bound the runs give, the ladder's edge, as for the per-student optima and one-sided laws; never
             # tighter than the law's own one-sided bound, since an optimum read just past the edge may lie inside.
             side, edge = beyond
-            finite = draws[np.isfinite(draws)] if draws is not None else np.empty(0)
-            if finite.size:
-                sampled = float(np.quantile(finite, self.file.level if side == "at_most" else 1.0 - self.file.level))
-                edge = max(edge, sampled) if side == "at_most" else min(edge, sampled)
+            edge = one_sided_bound(edge, draws, side, self.file.level)
             rows = [o for o in ladders_like(self.file.optima, float(student_params), tokens)
                     if (o.high if side == "at_most" else o.low) is not None]
             widen = self._widening(rows, float(student_params), "high" if side == "at_most" else "low")
@@ -213,13 +210,7 @@ class CurveLaw:
         if draws is None:
             return None
         if o.censored:
-            finite = draws[np.isfinite(draws)]
-            edge = float(edge_rung(o.teachers, o.censored))
-            if not finite.size:
-                return edge
-            if side == "high":
-                return max(edge, float(np.quantile(finite, self.file.level)))
-            return min(edge, float(np.quantile(finite, 1.0 - self.file.level)))
+            return one_sided_bound(edge_rung(o.teachers, o.censored), draws, o.censored, self.file.level)
         own_low, own_high = quantile_interval(draws, self.file.level)
         return min(own_low, o.teacher_params) if side == "low" else max(own_high, o.teacher_params)
 
