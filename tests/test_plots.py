@@ -232,3 +232,23 @@ def test_run_store_pareto_names_frontier_runs_by_model_and_no_labels_overlap():
     frame = ax.get_window_extent(renderer)
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
     assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1 for b in boxes)
+
+
+def test_a_student_answered_by_a_bound_is_drawn_at_its_bound_and_the_law_line_leaves_a_gap(runs):
+    # One ladder ending at 2.1B: the 1B student's optimum (2.5B) lies past it, so its answer is a bound. The marker
+    # stands at the bound (the answer, here widened as the check against dsl widens it), not at the law's point,
+    # and the law's line is no point where its answers are bounds.
+    from capgap.fit.law_fit import fit_law
+
+    ladder = [int(x) for x in np.geomspace(1.2e7, 2.1e9, 24)]
+    fitted = fit_law(synthetic_runs(ratio=2.5, students=[1e7, 3e7, 1e8, 3e8, 1e9], teachers=ladder,
+                                    with_teacher_loss=False, noise=0.003, seed=3), law="ratio", bootstrap=100, seed=1)
+    widened = fitted.file.model_copy(update={"optima": [
+        o.model_copy(update={"model_low": 1.5e9, "low": 1.5e9}) if o.censored else o for o in fitted.file.optima]})
+    right = law_figure(type(fitted)(widened)).axes[1]
+    (marker,) = [a for a in with_gid(right, "censored") if hasattr(a, "get_offsets")]
+    assert marker.get_offsets()[0][1] == pytest.approx(1.5e9)
+    (line,) = with_gid(right, "law")
+    x, y = np.asarray(line.get_xdata()), np.asarray(line.get_ydata(), dtype=float)
+    near = (x > 0.9e9) & (x < 1.0e9)  # inside the fitted range, past the ladder
+    assert near.any() and np.isnan(y[near]).all() and np.isfinite(y[x < 3e8]).all()

@@ -312,8 +312,9 @@ def _fitted_curves(law: Law, groups) -> dict[int, tuple[np.ndarray, np.ndarray]]
     file = law.file
     if groups is None or getattr(file, "bound", None) is not None or not file.diagnostics.model:
         return {}
-    try:
-        log_location = np.log([law.optimal_teacher(k.student_params, k.tokens).estimate for k in groups.keys])
+    try:  # the model's own location at each group (a censored answer's estimate is its bound, not the location)
+        log_location = np.log([getattr(_optimum_of(k, file.optima), "teacher_params", None)
+                               or law.optimal_teacher(k.student_params, k.tokens).estimate for k in groups.keys])
     except InputError:
         return {}
     grid = np.linspace(groups.log_teacher.min(), groups.log_teacher.max(), 160)
@@ -353,7 +354,8 @@ def _mark_optimum(ax: Axes, x: float, y: float | None, optimum: StudentOptimum, 
     if y is None:
         return
     if optimum.censored:
-        _arrow(ax, (x, y), (_beyond(x, optimum.censored), y), color)
+        bound = _bound_of(optimum)
+        _arrow(ax, (bound, y), (_beyond(bound, optimum.censored), y), color)
         return
     xerr = None
     if optimum.low is not None and optimum.high is not None:
@@ -361,6 +363,12 @@ def _mark_optimum(ax: Axes, x: float, y: float | None, optimum: StudentOptimum, 
     bars = ax.errorbar([x], [y], xerr=xerr, fmt="*", markersize=13, color=color, markeredgecolor="black",
                        capsize=4, zorder=4)
     bars.lines[0].set_gid("optimum")  # the marker, not its caps and bars
+
+
+def _bound_of(optimum: StudentOptimum) -> float:
+    """Where a censored optimum is drawn: its bound (the answer, widened where another law reads it past the
+    edge), not the law's point past the ladder; that point where no bound was read."""
+    return (optimum.high if optimum.censored == "at_most" else optimum.low) or optimum.teacher_params
 
 
 def _beyond(bound: float, censored: str) -> float:
@@ -380,6 +388,7 @@ def _optimal_teacher_panel(ax: Axes, law: Law) -> None:
     for optimum in file.optima:
         x, y = optimum.student_params, optimum.teacher_params
         if optimum.censored:
+            y = _bound_of(optimum)
             ax.scatter([x], [y], marker="^" if optimum.censored == "at_least" else "v", color="C3", s=50,
                        zorder=3, gid="censored")
             _arrow(ax, (x, y), (x, _beyond(y, optimum.censored)), "C3")
@@ -416,12 +425,17 @@ def _optimal_teacher_panel(ax: Axes, law: Law) -> None:
 
 
 def _law_curve(law: Law, students: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """T*(S) with its interval along ``students``; NaN where the law gives no teacher (a gap in the line)."""
+    """T*(S) with its interval along ``students``; NaN where the law gives no teacher (a gap in the line), and
+    where a two-sided law's answer is a bound (a student past the teachers measured for its like: the bound is
+    no point of the law, and the censored markers show it)."""
     rows = []
     for student in students:
         try:
             found = law.optimal_teacher(float(student))
         except InputError:  # e.g. a linear law with no positive teacher for tiny students
+            rows.append((np.nan, np.nan, np.nan))
+            continue
+        if found.censored is not None and law.file.bound is None:
             rows.append((np.nan, np.nan, np.nan))
             continue
         rows.append((found.estimate, np.nan if found.low is None else found.low,
