@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from capgap.plan.ensemble import DrawEnsemble
 from capgap.plan.records import Plan, PlannedRun, TargetInterval
 from capgap.plan.scoring import (NO_DF_PENALTY, PRIOR_DEPTH, Z, DesignScorer, LinearisedModel, Target, ladder_cap,
                                  prior_model_at, same_group)
@@ -61,8 +62,16 @@ def choose_batch(model: LinearisedModel, rows, targets: list[Target], before: li
                           log_candidates, no_df_penalty=1.0 if start != "runs" else NO_DF_PENALTY,
                           cap=ladder_cap(log_candidates), target_groups=[t.group for t in targets])
     var_now = scorer.variances([[]])[0]
-    batch = _greedy(scorer, var_now, before, cost, budget, flops_budget, target_width, start != "runs")
-    finished = _exchanged(scorer, batch, cost, flops_budget, np.random.default_rng(seed))
+    ensemble = _ensemble(model, scorer, start)
+    if ensemble is not None:
+        # Fitted state: the batch that most shrinks the spread of the fit's own draws (capgap.plan.ensemble),
+        # greedy then exchanged from the greedy batch only (random starts chase the noise of a 32-draw covariance).
+        spread = _EnsembleScore(scorer, ensemble)
+        batch = _greedy(spread, var_now, before, cost, budget, flops_budget, target_width, False)
+        finished = [_exchange(spread, batch, cost, flops_budget)]
+    else:
+        batch = _greedy(scorer, var_now, before, cost, budget, flops_budget, target_width, start != "runs")
+        finished = _exchanged(scorer, batch, cost, flops_budget, np.random.default_rng(seed))
     batch = finished[0]
     # The lookahead plans a second batch per first batch and truth: one target only (several multiply the moves
     # that complete each student's ladder past what a plan should wait for).
@@ -96,6 +105,39 @@ def choose_batch(model: LinearisedModel, rows, targets: list[Target], before: li
         notes.append(f"the FLOP budget ({flops_budget:.3g}) fits {len(batch)} of the {budget} runs")
     planned = with_seeds([candidates[c] for c in batch], targets, runs, seed, size_measure)
     return Plan(runs=planned, after=after, flops=float(cost[batch].sum()) if batch else 0.0, **common)
+
+
+def _ensemble(model: LinearisedModel, scorer: DesignScorer, start: str) -> DrawEnsemble | None:
+    """The fit's draws as an ensemble, where the batch is chosen by it: a fitted start whose targets' groups are all
+    fitted (a group without runs has no spread across the draws to learn from), with enough draws."""
+    if start != "runs" or scorer.target_groups is None:
+        return None
+    now = scorer.structure([])
+    if not now.fitted[scorer.target_groups].all():
+        return None
+    ensemble = DrawEnsemble.of(model, now.shared, scorer.candidate_group, scorer.candidate_log_teacher,
+                               scorer.target_groups)
+    return ensemble if ensemble.usable else None
+
+
+class _EnsembleScore:
+    """``scorer`` with the ensemble's score: the search's moves and the forecast (``variances``) stay the Fisher
+    scorer's, so a plan's expected interval after the batch is computed as before."""
+
+    def __init__(self, scorer: DesignScorer, ensemble: DrawEnsemble) -> None:
+        self.scorer, self.ensemble = scorer, ensemble
+
+    def __getattr__(self, name: str):
+        return getattr(self.scorer, name)
+
+    def score(self, designs: Sequence[Sequence[int]]) -> np.ndarray:
+        # The fit's own rules floor what any spread can give: an interval reached out to a far neighbour of the
+        # best teachers, a bound past a target's teachers (DesignScorer._far_rung_floor), draw by draw.
+        out = []
+        for design in designs:
+            floor = self.scorer._far_rung_floor(design, self.scorer.structure(design))  # (M, K)
+            out.append(float(np.maximum(self.ensemble.variance(design)[None, :], floor).mean(axis=0).sum()))
+        return np.array(out)
 
 
 def _greedy(scorer: DesignScorer, var_now: np.ndarray, before: list[TargetInterval], cost: np.ndarray,
