@@ -17,6 +17,12 @@ METHOD = ("linearised (Fisher) expected variance of ln T* under the fit's own cu
           "left/right ratio and its far shape) with the parameters the fit would spend on the design, averaged "
           f"over the fit's point and {DRAWS - 1} bootstrap refits, calibrated to the current fitted interval; greedy "
           "batch, then exchange from random starts (a one-target cold start looks two batches ahead)")
+# From a fitted state whose targets are all fitted (capgap.plan.ensemble):
+ENSEMBLE_METHOD = (f"expected variance of ln T* after the batch from a linear-Bayes update of the fit's point and "
+                   f"{DRAWS - 1} bootstrap refits (how well the batch's predicted metrics tell them apart), floored "
+                   "where the fit's own rules widen its interval; greedy batch, then exchange; the expected interval "
+                   "after it is the linearised (Fisher) one under the fit's own curve model, calibrated to the "
+                   "current fitted interval")
 
 
 class PlannedRun(BaseModel):

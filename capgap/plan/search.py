@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from capgap.plan.ensemble import DrawEnsemble
-from capgap.plan.records import Plan, PlannedRun, TargetInterval
+from capgap.plan.records import ENSEMBLE_METHOD, METHOD, Plan, PlannedRun, TargetInterval
 from capgap.plan.scoring import (NO_DF_PENALTY, PRIOR_DEPTH, Z, DesignScorer, LinearisedModel, Target, ladder_cap,
                                  prior_model_at, same_group)
 from capgap.runs.groups import SIZE_TOLERANCE
@@ -104,7 +104,8 @@ def choose_batch(model: LinearisedModel, rows, targets: list[Target], before: li
             (target_width is None or any((a.relative_half_width or math.inf) > target_width for a in after)):
         notes.append(f"the FLOP budget ({flops_budget:.3g}) fits {len(batch)} of the {budget} runs")
     planned = with_seeds([candidates[c] for c in batch], targets, runs, seed, size_measure)
-    return Plan(runs=planned, after=after, flops=float(cost[batch].sum()) if batch else 0.0, **common)
+    return Plan(runs=planned, after=after, flops=float(cost[batch].sum()) if batch else 0.0,
+                method=ENSEMBLE_METHOD if ensemble is not None else METHOD, **common)
 
 
 def _ensemble(model: LinearisedModel, scorer: DesignScorer, start: str) -> DrawEnsemble | None:
@@ -131,12 +132,20 @@ class _EnsembleScore:
         return getattr(self.scorer, name)
 
     def score(self, designs: Sequence[Sequence[int]]) -> np.ndarray:
-        # The fit's own rules floor what any spread can give: an interval reached out to a far neighbour of the
-        # best teachers, a bound past a target's teachers (DesignScorer._far_rung_floor), draw by draw.
+        """Per design, the summed geometric mean of the ensemble's and the Fisher score's variances at the targets.
+
+        Each is blind where the other sees: the ensemble is global but linear, estimated from 32 draws, and knows
+        nothing of the parameters a design would make the fit spend; the Fisher score knows those and is local.
+        The geometric mean ranks a design by the sum of its log-reductions under both, so a batch must do well by
+        each (in 30 loops per scenario it beat either alone: docs/plan.md)."""
+        fisher = self.scorer.variances(designs)  # (D, K)
         out = []
-        for design in designs:
+        for design, local in zip(designs, fisher):
+            # The fit's own rules floor what any spread can give: an interval reached out to a far neighbour of the
+            # best teachers, a bound past a target's teachers (DesignScorer._far_rung_floor), draw by draw.
             floor = self.scorer._far_rung_floor(design, self.scorer.structure(design))  # (M, K)
-            out.append(float(np.maximum(self.ensemble.variance(design)[None, :], floor).mean(axis=0).sum()))
+            spread = np.maximum(self.ensemble.variance(design)[None, :], floor).mean(axis=0)
+            out.append(float(np.sqrt(spread * local).sum()))
         return np.array(out)
 
 
