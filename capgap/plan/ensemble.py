@@ -12,8 +12,9 @@ of ln T* gives the expected variance of ln T* after the batch is measured (with 
     Var_after = Var(ln T*) - c^T (C + noise^2 I)^-1 c,  C = Cov(predictions), c = Cov(predictions, ln T*),
 
 exact for a linear-Gaussian model, and it needs no refit per candidate. It is used once every target's group is
-fitted: a group with no runs has no spread in its baseline or curvature across the draws, so its runs would look
-falsely informative, and the Fisher score (which counts what the fit can spend on a design) plans those.
+fitted, combined with the Fisher score (``capgap.plan.search``). A group with no runs has no spread in its
+baseline or curvature across the draws, so its runs would look falsely informative: the Fisher score (which
+counts what the fit can spend on a design) plans those alone.
 """
 
 from __future__ import annotations

@@ -32,12 +32,12 @@ averaged over draws of the model's parameters (a pseudo-Bayesian c-optimal desig
   with the current fitted interval: the interval after the batch is the
   current one shrunk about its estimate by sd_after / sd_now. Without a current
   interval, it is estimate · exp(±z·sd_after), and says so.
-* The choice from a fitted state (every target's group fitted): by the ensemble score
-  (``capgap.plan.ensemble``), the expected variance of ln T* after the batch from a linear-Bayes update of the
-  fit's own draws (the covariance across draws of the batch's predicted metrics and of ln T*), floored draw by
-  draw as above; greedy, then exchange from the greedy batch. It is global where the Fisher score is local: where
-  some draws put the optimum past the ladder's edge, it measures the runs that tell them apart. The forecast
-  (the calibration above) stays the Fisher one.
+* The choice from a fitted state (every target's group fitted): by the geometric mean of the Fisher variance and
+  the ensemble one (``capgap.plan.ensemble``): the expected variance of ln T* after the batch from a linear-Bayes
+  update of the fit's own draws (the covariance across draws of the batch's predicted metrics and of ln T*),
+  floored draw by draw as above; greedy, then exchange from the greedy batch. The ensemble is global where the
+  Fisher score is local: where some draws put the optimum past the ladder's edge, it values the runs that tell
+  them apart. The forecast (the calibration above) stays the Fisher one.
 * The choice otherwise (a cold start, a bound, a target not fitted yet). Greedy first: each step adds the move that most lowers the summed
   variance over targets (per FLOP under a FLOP budget); a group with fewer than
   three teachers moves by the teacher sets that complete it, scored together.
