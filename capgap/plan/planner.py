@@ -38,9 +38,9 @@ averaged over draws of the model's parameters (a pseudo-Bayesian c-optimal desig
   floored draw by draw as above; greedy, then exchange from the greedy batch. The ensemble is global where the
   Fisher score is local: where some draws put the optimum past the ladder's edge, it values the runs that tell
   them apart. The forecast (the calibration above) stays the Fisher one.
-* The choice otherwise (a cold start, a bound, a target not fitted yet). Greedy first: each step adds the move that most lowers the summed
-  variance over targets (per FLOP under a FLOP budget); a group with fewer than
-  three teachers moves by the teacher sets that complete it, scored together.
+* The choice otherwise (a cold start, a bound, a target not fitted yet). Greedy first: each step adds
+  the move that most lowers the summed variance over targets (per FLOP under a FLOP budget); a group
+  with fewer than three teachers moves by the teacher sets that complete it, scored together.
   Then exchange (Fedorov): swap one run of the batch for any candidate while that
   lowers the score, from the greedy batch and from ``EXCHANGE_STARTS`` random
   batches, keeping the best. A random start can leave a narrow design for a wide

@@ -94,8 +94,8 @@ def choose_batch(model: LinearisedModel, rows, targets: list[Target], before: li
                      f"noise, unknown until runs are fitted (if {PRIOR_DEPTH:g} noise levels deep one ln unit from "
                      f"the optimum, an assumption: {assumed}); plan again with the runs")
     if any(a.low is not None for a in after):
-        notes.append("the expected interval after the batch is a linearised forecast, often optimistic: in simulated "
-                     "loops the realised width ran a median 1.1x it, and over 3x in one case in ten "
+        notes.append("the expected interval after the batch is a linearised forecast: in simulated loops the realised "
+                     "width ran a median 0.97x it, and over 1.5x in one case in ten "
                      "(bench/plan_forecast.py)")
     if start == "runs" and any(b.low is None for b in before):
         notes.append("no current interval at some target: the expected interval after the batch is the linearised "
