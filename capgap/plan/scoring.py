@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from capgap.core.errors import InputError
+from capgap.plan.ensemble import DrawEnsemble
 from capgap.runs.groups import MIN_TEACHERS, SIZE_TOLERANCE, GroupKey, RunGroups
 from capgap.runs.records import RunRecord
 
@@ -228,6 +229,7 @@ class DesignScorer:
         self.pin_ratio[p, p] = _PIN
         self._structures: dict[tuple, Structure] = {}
         self.now = np.minimum(self._per_draw([[]])[0][0], cap)  # (M, K): the runs so far
+        self.ensemble: DrawEnsemble | None = None  # set from a fitted state: ``score`` then combines both
 
     def structure(self, design: Sequence[int]) -> Structure:
         """Which groups the fit will use, with which curves, and its residual degrees of freedom."""
@@ -331,7 +333,24 @@ class DesignScorer:
         return self.per_draw(designs).mean(axis=1)
 
     def score(self, designs: Sequence[Sequence[int]]) -> np.ndarray:
-        return self.variances(designs).sum(axis=1)
+        """(D,): per design the expected variance summed over the targets; with an ``ensemble``, the geometric mean
+        of its variance and this Fisher one at each target, summed.
+
+        Each is blind where the other sees: the ensemble (``capgap.plan.ensemble``) is global but linear, estimated
+        from 32 draws, and knows nothing of the parameters a design would make the fit spend; the Fisher score
+        knows those and is local. The geometric mean ranks a design by the sum of its log-reductions under both,
+        so a batch must do well by each (summed over the closed-loop scenarios it beat either alone: docs/plan.md).
+        The forecast (``variances``) stays the Fisher one."""
+        fisher = self.variances(designs)  # (D, K)
+        if self.ensemble is None:
+            return fisher.sum(axis=1)
+        out = []
+        for design, local in zip(designs, fisher):
+            # The fit's own rules floor what any spread can give, draw by draw, as they floor the Fisher variance.
+            floor = self._far_rung_floor(design, self.structure(design))  # (M, K)
+            spread = np.maximum(self.ensemble.variance(design)[None, :], floor).mean(axis=0)
+            out.append(float(np.sqrt(spread * local).sum()))
+        return np.array(out)
 
 
 def gap_floor(logs: np.ndarray, counts: np.ndarray, location: np.ndarray, depth: np.ndarray, margin: float,

@@ -62,16 +62,12 @@ def choose_batch(model: LinearisedModel, rows, targets: list[Target], before: li
                           log_candidates, no_df_penalty=1.0 if start != "runs" else NO_DF_PENALTY,
                           cap=ladder_cap(log_candidates), target_groups=[t.group for t in targets])
     var_now = scorer.variances([[]])[0]
-    ensemble = _ensemble(model, scorer, start)
-    if ensemble is not None:
-        # Fitted state: the batch that most shrinks the spread of the fit's own draws (capgap.plan.ensemble),
-        # greedy then exchanged from the greedy batch only (random starts chase the noise of a 32-draw covariance).
-        spread = _EnsembleScore(scorer, ensemble)
-        batch = _greedy(spread, var_now, before, cost, budget, flops_budget, target_width, False)
-        finished = [_exchange(spread, batch, cost, flops_budget)]
-    else:
-        batch = _greedy(scorer, var_now, before, cost, budget, flops_budget, target_width, start != "runs")
-        finished = _exchanged(scorer, batch, cost, flops_budget, np.random.default_rng(seed))
+    scorer.ensemble = _ensemble(model, scorer, start)
+    batch = _greedy(scorer, var_now, before, cost, budget, flops_budget, target_width, start != "runs")
+    # A batch scored with the ensemble is exchanged from the greedy batch only: the best of random starts would be
+    # whichever batch the noise of a 32-draw covariance favours most.
+    finished = ([_exchange(scorer, batch, cost, flops_budget)] if scorer.ensemble is not None
+                else _exchanged(scorer, batch, cost, flops_budget, np.random.default_rng(seed)))
     batch = finished[0]
     # The lookahead plans a second batch per first batch and truth: one target only (several multiply the moves
     # that complete each student's ladder past what a plan should wait for).
@@ -105,11 +101,11 @@ def choose_batch(model: LinearisedModel, rows, targets: list[Target], before: li
         notes.append(f"the FLOP budget ({flops_budget:.3g}) fits {len(batch)} of the {budget} runs")
     planned = with_seeds([candidates[c] for c in batch], targets, runs, seed, size_measure)
     return Plan(runs=planned, after=after, flops=float(cost[batch].sum()) if batch else 0.0,
-                method=ENSEMBLE_METHOD if ensemble is not None else METHOD, **common)
+                method=ENSEMBLE_METHOD if scorer.ensemble is not None else METHOD, **common)
 
 
 def _ensemble(model: LinearisedModel, scorer: DesignScorer, start: str) -> DrawEnsemble | None:
-    """The fit's draws as an ensemble, where the batch is chosen by it: a fitted start whose targets' groups are all
+    """The fit's draws as an ensemble, where the batch is scored with it too: a fitted start whose targets' groups are all
     fitted (a group without runs has no spread across the draws to learn from), with enough draws."""
     if start != "runs" or scorer.target_groups is None:
         return None
@@ -119,34 +115,6 @@ def _ensemble(model: LinearisedModel, scorer: DesignScorer, start: str) -> DrawE
     ensemble = DrawEnsemble.of(model, now.shared, scorer.candidate_group, scorer.candidate_log_teacher,
                                scorer.target_groups)
     return ensemble if ensemble.usable else None
-
-
-class _EnsembleScore:
-    """``scorer`` with the ensemble's score: the search's moves and the forecast (``variances``) stay the Fisher
-    scorer's, so a plan's expected interval after the batch is computed as before."""
-
-    def __init__(self, scorer: DesignScorer, ensemble: DrawEnsemble) -> None:
-        self.scorer, self.ensemble = scorer, ensemble
-
-    def __getattr__(self, name: str):
-        return getattr(self.scorer, name)
-
-    def score(self, designs: Sequence[Sequence[int]]) -> np.ndarray:
-        """Per design, the summed geometric mean of the ensemble's and the Fisher score's variances at the targets.
-
-        Each is blind where the other sees: the ensemble is global but linear, estimated from 32 draws, and knows
-        nothing of the parameters a design would make the fit spend; the Fisher score knows those and is local.
-        The geometric mean ranks a design by the sum of its log-reductions under both, so a batch must do well by
-        each (in 30 loops per scenario it beat either alone: docs/plan.md)."""
-        fisher = self.scorer.variances(designs)  # (D, K)
-        out = []
-        for design, local in zip(designs, fisher):
-            # The fit's own rules floor what any spread can give: an interval reached out to a far neighbour of the
-            # best teachers, a bound past a target's teachers (DesignScorer._far_rung_floor), draw by draw.
-            floor = self.scorer._far_rung_floor(design, self.scorer.structure(design))  # (M, K)
-            spread = np.maximum(self.ensemble.variance(design)[None, :], floor).mean(axis=0)
-            out.append(float(np.sqrt(spread * local).sum()))
-        return np.array(out)
 
 
 def _greedy(scorer: DesignScorer, var_now: np.ndarray, before: list[TargetInterval], cost: np.ndarray,
