@@ -21,8 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # a type only: scoring imports this module
+    from capgap.plan.scoring import LinearisedModel
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,7 @@ class DrawEnsemble:
     noise: float  # the fit's noise level (metric units) of one run
 
     @classmethod
-    def of(cls, model, shared: bool, candidate_group: np.ndarray, candidate_log_teacher: np.ndarray,
+    def of(cls, model: LinearisedModel, shared: bool, candidate_group: np.ndarray, candidate_log_teacher: np.ndarray,
            target_groups: Sequence[int]) -> "DrawEnsemble":
         """From a ``capgap.plan.scoring.LinearisedModel``: the curves of the asymmetry choice ``shared`` at each draw.
         Draws whose curve cannot be evaluated at some candidate are left out."""
@@ -68,6 +72,3 @@ class DrawEnsemble:
         cross = y.T @ self.locations / (m - 1)  # (B, K)
         explained = np.einsum("bk,bk->k", cross, np.linalg.solve(covariance, cross))
         return np.maximum(now - explained, 0.0)
-
-    def score(self, design: Sequence[int]) -> float:
-        return float(self.variance(design).sum())
